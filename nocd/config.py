@@ -1,0 +1,85 @@
+"""The top-level config model: fixed sections (see DESIGN.md), checks from the registry."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+from pydantic import Field, field_validator
+
+from checks.base import CheckConfig
+from checks.registry import check_types
+from nocd.api_config import ApiConfig
+from nocd.calendar_config import CalendarConfig
+from nocd.duration import Duration
+from nocd.incidents.config import IncidentsConfig, MaintenanceWindow
+from nocd.inventory import Customer, Site, Strict, SupportPlan
+from nocd.tickets.config import TicketsConfig
+from paging.config import PagingConfig
+
+
+def _listen(v: str) -> str:
+    m = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})", v)
+    if not m or int(m.group(2)) > 65535:
+        raise ValueError("listen must be host:port, e.g. 127.0.0.1:9469")
+    return v
+
+
+class DaemonConfig(Strict):
+    """Process-level settings."""
+
+    listen: str = "127.0.0.1:9469"
+    public_url: str | None = None
+    state_path: Path = Path("nocd.db")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    max_concurrency: int = Field(1000, ge=1, le=100_000)
+    shutdown_grace: Duration = 10.0
+    tick: Duration = Field(0.005, description="scheduler tick; due probes are dispatched per tick")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_ok(cls, v: str) -> str:
+        return _listen(v)
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("public_url must be an http(s):// URL")
+        return v.rstrip("/") if v else v
+
+
+def _any_check() -> Any:
+    models = tuple(t.config for t in check_types().values())
+    return Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
+
+
+if TYPE_CHECKING:
+    AnyCheck = CheckConfig
+else:
+    AnyCheck = _any_check()
+
+
+class Config(Strict):
+    """The whole validated, immutable configuration."""
+
+    daemon: DaemonConfig = DaemonConfig()
+    customers: dict[str, Customer] = Field(default_factory=dict)
+    sites: dict[str, Site] = Field(default_factory=dict)
+    support_plans: dict[str, SupportPlan] = Field(default_factory=dict)
+    support_hours: dict[str, CalendarConfig] = Field(default_factory=dict)
+    checks: tuple[AnyCheck, ...] = ()
+    incidents: IncidentsConfig = IncidentsConfig()
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+    tickets: TicketsConfig = TicketsConfig()
+    paging: PagingConfig = PagingConfig()
+    api: ApiConfig = ApiConfig()
+
+    def check(self, name: str) -> CheckConfig:
+        """The check named `name` (KeyError when unknown)."""
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(name)

@@ -1,0 +1,229 @@
+"""Load YAML (1.2, so `17:30` stays a string) into a validated Config with located errors.
+
+Every error names the file, line and key path, and all errors are reported at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from nocd.config import Config
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem found in a config file."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The config is invalid; `issues` holds every problem found."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+def format_path(loc: Loc) -> str:
+    """`('checks', 2, 'timeout')` → `checks[2].timeout`."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_of(doc: Any, loc: Loc) -> int | None:
+    """The 1-based line of the deepest node of `loc` found in the round-trip document."""
+    node, line = doc, None
+    for part in loc:
+        if isinstance(node, CommentedMap) and isinstance(part, str) and part in node:
+            line = node.lc.key(part)[0] + 1
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+            line = node.lc.item(part)[0] + 1
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def _plain(node: Any) -> Any:
+    """Round-trip nodes → plain dict/list/str/int so validation sees ordinary types."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    return node
+
+
+def _pydantic_loc(doc: Any, loc: Sequence[str | int]) -> Loc:
+    """Drop the discriminator tag pydantic inserts (checks.0.http.timeout → checks.0.timeout)."""
+    out: list[str | int] = []
+    node = doc
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part not in node:
+            if node.get("type") == part:
+                continue
+        out.append(part)
+        if isinstance(node, dict) and isinstance(part, str):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)
+
+
+def _message(err: Any) -> str:
+    msg = str(err["msg"])
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "union_tag_invalid":
+        return msg.replace("Input tag", "unknown check type").replace(
+            " found using 'type' does not match any of the expected tags:", "; known types:"
+        )
+    return msg
+
+
+def parse_yaml(text: str, file: str) -> Any:
+    """Parse YAML 1.2 text into a round-trip document; ConfigError on a syntax error."""
+    yaml = YAML(typ="rt")
+    yaml.version = (1, 2)  # type: ignore[assignment]
+    try:
+        return yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(
+            [ConfigIssue(file, line, "", f"YAML syntax error: {exc.problem or exc.context}")]
+        ) from None
+    except YAMLError as exc:
+        raise ConfigError([ConfigIssue(file, None, "", f"YAML error: {exc}")]) from None
+
+
+def load_text(text: str, file: str = "<config>") -> Config:
+    """Validate YAML text into a Config, raising ConfigError with every issue found."""
+    doc = parse_yaml(text, file)
+    if doc is None:
+        doc = CommentedMap()
+    if not isinstance(doc, dict):
+        raise ConfigError([ConfigIssue(file, 1, "", "the config must be a mapping of sections")])
+    data = _plain(doc)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        issues = []
+        for err in exc.errors():
+            loc = _pydantic_loc(data, err["loc"])
+            issues.append(ConfigIssue(file, _line_of(doc, loc), format_path(loc), _message(err)))
+        raise ConfigError(issues) from None
+    problems = list(cross_references(cfg))
+    if problems:
+        raise ConfigError(
+            [ConfigIssue(file, _line_of(doc, loc), format_path(loc), msg) for loc, msg in problems]
+        )
+    return cfg
+
+
+def load_file(path: str | Path) -> Config:
+    """Read and validate a config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(p), None, "", f"cannot read: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([ConfigIssue(str(p), None, "", "not UTF-8 text")]) from None
+    return load_text(text, str(p))
+
+
+def cross_references(cfg: Config) -> Iterable[tuple[Loc, str]]:
+    """Check names and references between sections (sites, plans, calendars, dependencies)."""
+    calendars = set(cfg.support_hours)
+    for key, cust in cfg.customers.items():
+        if cust.support_plan and cust.support_plan not in cfg.support_plans:
+            yield ("customers", key, "support_plan"), f"unknown support plan {cust.support_plan!r}"
+    for key, site in cfg.sites.items():
+        if site.customer and site.customer not in cfg.customers:
+            yield ("sites", key, "customer"), f"unknown customer {site.customer!r}"
+        if site.active_hours and site.active_hours not in calendars:
+            yield ("sites", key, "active_hours"), f"unknown support_hours {site.active_hours!r}"
+    for key, plan in cfg.support_plans.items():
+        if plan.hours != "24x7" and plan.hours not in calendars:
+            yield ("support_plans", key, "hours"), f"unknown support_hours {plan.hours!r}"
+    seen: dict[str, int] = {}
+    names = {c.name for c in cfg.checks}
+    for i, chk in enumerate(cfg.checks):
+        if chk.name in seen:
+            yield ("checks", i, "name"), f"duplicate check name {chk.name!r} (first at checks[{seen[chk.name]}])"
+        seen.setdefault(chk.name, i)
+        if chk.site is not None and chk.site not in cfg.sites:
+            yield ("checks", i, "site"), f"unknown site {chk.site!r}"
+        if chk.device is not None:
+            site = cfg.sites.get(chk.site or "")
+            if site is None or chk.device not in site.devices:
+                yield ("checks", i, "device"), f"unknown device {chk.device!r} at site {chk.site!r}"
+        if chk.active_hours and chk.active_hours not in calendars:
+            yield ("checks", i, "active_hours"), f"unknown support_hours {chk.active_hours!r}"
+        for j, dep in enumerate(chk.depends_on):
+            if dep not in names:
+                yield ("checks", i, "depends_on", j), f"unknown check {dep!r}"
+            elif dep == chk.name:
+                yield ("checks", i, "depends_on", j), "a check cannot depend on itself"
+    yield from _dependency_cycles(cfg)
+
+
+def _dependency_cycles(cfg: Config) -> Iterable[tuple[Loc, str]]:
+    deps = {c.name: c.depends_on for c in cfg.checks}
+    index = {c.name: i for i, c in enumerate(cfg.checks)}
+    state: dict[str, int] = {}  # 1 = visiting, 2 = done
+
+    def visit(name: str, trail: list[str]) -> list[str] | None:
+        state[name] = 1
+        for d in deps.get(name, ()):
+            if d not in deps or d == name:
+                continue
+            if state.get(d) == 1:
+                return [*trail, name, d]
+            if state.get(d) is None:
+                found = visit(d, [*trail, name])
+                if found:
+                    return found
+        state[name] = 2
+        return None
+
+    for name in deps:
+        if state.get(name) is None:
+            cycle = visit(name, [])
+            if cycle:
+                start = cycle.index(cycle[-1])
+                loop = " → ".join(cycle[start:])
+                yield ("checks", index[name], "depends_on"), f"dependency cycle: {loop}"
+                return

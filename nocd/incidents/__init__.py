@@ -1,0 +1,1 @@
+"""Incidents: grouping failures into one incident per outage, with a timeline and outbox."""

@@ -1,0 +1,1 @@
+"""Tickets: one per incident, with inventory facts and an SLA clock, delivered to sinks."""
