@@ -1,0 +1,136 @@
+"""The SQLite store: one writer connection, serialized transactions, numbered migrations.
+
+A PostgreSQL store can replace this class: callers only use `transaction()`, `read()` and
+plain SQL through the repository modules (incidents, outbox, tickets, paging).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+import structlog
+
+log = structlog.get_logger(__name__)
+
+_MIGRATION = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class StoreError(Exception):
+    """The store cannot be opened or written (disk full, read-only, corrupt)."""
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """The packaged migrations as (number, name, sql), in order."""
+    out = []
+    for entry in resources.files("nocd.migrations").iterdir():
+        m = _MIGRATION.match(entry.name)
+        if m:
+            out.append((int(m.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    out.sort()
+    numbers = [n for n, _, _ in out]
+    if len(set(numbers)) != len(numbers):
+        raise StoreError(f"duplicate migration numbers: {numbers}")
+    return out
+
+
+class Store:
+    """An open SQLite database with a single writer."""
+
+    def __init__(self, db: aiosqlite.Connection, path: str) -> None:
+        self._db = db
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Store:
+        """Open (creating if needed) and migrate the database at `path` (":memory:" works)."""
+        p = str(path)
+        if p != ":memory:":
+            Path(p).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = await aiosqlite.connect(p, isolation_level=None)
+        except Exception as exc:
+            raise StoreError(f"cannot open state database {p}: {exc}") from exc
+        db.row_factory = aiosqlite.Row
+        store = cls(db, p)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await store._migrate()
+        except Exception as exc:
+            await db.close()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot initialise state database {p}: {exc}") from exc
+        return store
+
+    async def _migrate(self) -> None:
+        db = self._db
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as cur:
+            row = await cur.fetchone()
+        current = int(row[0]) if row else 0
+        for number, name, sql in migrations():
+            if number <= current:
+                continue
+            # executescript commits first; wrap the migration and its record in one transaction.
+            await db.executescript(
+                "BEGIN IMMEDIATE;\n"
+                + sql
+                + f"\nINSERT INTO schema_version VALUES ({number}, '{name}', datetime('now'));\nCOMMIT;"
+            )
+            log.info("store migrated", version=number, migration=name)
+
+    async def schema_version(self) -> int:
+        """The highest applied migration number."""
+        async with self._db.execute("SELECT MAX(version) FROM schema_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction (BEGIN IMMEDIATE … COMMIT), serialized among writers."""
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                try:
+                    await self._db.execute("ROLLBACK")
+                except Exception:  # noqa: BLE001 - the original error matters more
+                    pass
+                raise
+            try:
+                await self._db.execute("COMMIT")
+            except Exception as exc:
+                try:
+                    await self._db.execute("ROLLBACK")
+                except Exception:  # noqa: BLE001
+                    pass
+                raise StoreError(f"commit failed: {exc}") from exc
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        """The connection, for reads outside a transaction (autocommit)."""
+        return self._db
+
+    async def integrity_ok(self) -> bool:
+        """PRAGMA integrity_check == ok."""
+        async with self._db.execute("PRAGMA integrity_check") as cur:
+            row = await cur.fetchone()
+        return bool(row and row[0] == "ok")
+
+    async def close(self) -> None:
+        """Close the connection (checkpointing the WAL)."""
+        await self._db.close()
