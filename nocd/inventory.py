@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
-from nocd.duration import Duration
+from nocd.duration import format_duration, parse_duration
 
 
 class Strict(BaseModel):
@@ -72,12 +73,44 @@ class Site(Strict):
         return check_zone(v)
 
 
+NEXT_BUSINESS_DAY = "next_business_day"
+
+
+def _target(v: Any) -> Any:
+    if v == NEXT_BUSINESS_DAY:
+        return v
+    try:
+        return parse_duration(v)
+    except ValueError:
+        raise ValueError(
+            f"invalid target {v!r}: a duration like 15m or 4h, or {NEXT_BUSINESS_DAY}"
+        ) from None
+
+
+Target = Annotated[
+    float | Literal["next_business_day"],
+    BeforeValidator(_target),
+    PlainSerializer(lambda v: v if isinstance(v, str) else format_duration(v), return_type=str),
+]
+"""A response target: a duration (`15m`) or `next_business_day` (end of the next open day)."""
+
+Priority = Literal["P1", "P2", "P3", "P4"]
+
+
 class ResponseTargets(Strict):
     """Time to respond per severity class."""
 
-    critical: Duration = 900.0
-    degraded: Duration = 4 * 3600.0
-    low: Duration = 8 * 3600.0
+    critical: Target = 900.0
+    degraded: Target = 4 * 3600.0
+    low: Target = 8 * 3600.0
+
+
+class PriorityMap(Strict):
+    """Ticket priority per severity class (a plan may rank a class lower, e.g. bronze)."""
+
+    critical: Priority = "P1"
+    degraded: Priority = "P2"
+    low: Priority = "P3"
 
 
 class SupportPlan(Strict):
@@ -85,4 +118,5 @@ class SupportPlan(Strict):
 
     response: ResponseTargets = ResponseTargets()
     resolve: ResponseTargets | None = None
+    priority: PriorityMap = PriorityMap()
     hours: str = Field("24x7", description="'24x7' or the name of a support_hours calendar")
