@@ -44,9 +44,7 @@ class CheckConfig(BaseModel):
     @classmethod
     def _name_ok(cls, v: str) -> str:
         if not _NAME.match(v):
-            raise ValueError(
-                "names are 1-128 characters of letters, digits, '_', '.', ':' or '-'"
-            )
+            raise ValueError("names are 1-128 characters of letters, digits, '_', '.', ':' or '-'")
         return v
 
     @model_validator(mode="after")
@@ -75,7 +73,7 @@ EvaluateFn = Callable[[Observation, Any], Verdict]
 class CheckType:
     """One registered check type: its config model, probe and evaluate functions."""
 
-    type: str
+    key: str
     config: type[CheckConfig]
     probe: ProbeFn
     evaluate: EvaluateFn

@@ -37,4 +37,6 @@ def get(type_key: str) -> CheckType:
     try:
         return types[type_key]
     except KeyError:
-        raise KeyError(f"unknown check type {type_key!r}; known: {', '.join(sorted(types))}") from None
+        raise KeyError(
+            f"unknown check type {type_key!r}; known: {', '.join(sorted(types))}"
+        ) from None

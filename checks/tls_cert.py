@@ -59,7 +59,7 @@ async def probe(cfg: Config, deadline: float) -> Observation:
                 pass
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a probe never raises
+    except Exception as exc:
         fc, detail = classify_exception(exc)
         return Observation.failed(fc, detail, time.perf_counter() - start)
     elapsed = time.perf_counter() - start
@@ -68,7 +68,9 @@ async def probe(cfg: Config, deadline: float) -> Observation:
         return Observation.failed(FailureClass.TLS, "no peer certificate", elapsed)
     days = (not_after - time.time()) / 86400.0
     return Observation.success(
-        f"certificate expires in {days:.1f} days", elapsed, days_left=round(days, 3),
+        f"certificate expires in {days:.1f} days",
+        elapsed,
+        days_left=round(days, 3),
         not_after=not_after,
     )
 

@@ -115,7 +115,7 @@ def _message(err: Any) -> str:
 def parse_yaml(text: str, file: str) -> Any:
     """Parse YAML 1.2 text into a round-trip document; ConfigError on a syntax error."""
     yaml = YAML(typ="rt")
-    yaml.version = (1, 2)  # type: ignore[assignment]
+    yaml.version = (1, 2)
     try:
         return yaml.load(text)
     except MarkedYAMLError as exc:
@@ -182,13 +182,16 @@ def cross_references(cfg: Config) -> Iterable[tuple[Loc, str]]:
     names = {c.name for c in cfg.checks}
     for i, chk in enumerate(cfg.checks):
         if chk.name in seen:
-            yield ("checks", i, "name"), f"duplicate check name {chk.name!r} (first at checks[{seen[chk.name]}])"
+            yield (
+                ("checks", i, "name"),
+                f"duplicate check name {chk.name!r} (first at checks[{seen[chk.name]}])",
+            )
         seen.setdefault(chk.name, i)
         if chk.site is not None and chk.site not in cfg.sites:
             yield ("checks", i, "site"), f"unknown site {chk.site!r}"
         if chk.device is not None:
-            site = cfg.sites.get(chk.site or "")
-            if site is None or chk.device not in site.devices:
+            dev_site = cfg.sites.get(chk.site or "")
+            if dev_site is None or chk.device not in dev_site.devices:
                 yield ("checks", i, "device"), f"unknown device {chk.device!r} at site {chk.site!r}"
         if chk.active_hours and chk.active_hours not in calendars:
             yield ("checks", i, "active_hours"), f"unknown support_hours {chk.active_hours!r}"

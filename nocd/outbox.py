@@ -122,9 +122,7 @@ class OutboxWorker:
                 (now, *kinds, self._batch),
             ) as cur:
                 rows = await cur.fetchall()
-            items = [
-                OutboxItem(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5] + 1) for r in rows
-            ]
+            items = [OutboxItem(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5] + 1) for r in rows]
             if items:
                 await conn.executemany(
                     "UPDATE outbox SET state='sending', attempts=attempts+1 WHERE id=?",
@@ -144,7 +142,7 @@ class OutboxWorker:
             except DeliveryError as exc:
                 await self._failed(item, exc.reason, exc.retryable, exc.retry_after)
                 return
-            except Exception as exc:  # noqa: BLE001 - a handler bug must not lose the row
+            except Exception as exc:
                 await self._failed(item, f"{type(exc).__name__}: {exc}", True, None)
                 return
         now = self._clock.now()
@@ -189,7 +187,7 @@ class OutboxWorker:
                     pass
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - keep delivering after a store hiccup
+            except Exception as exc:
                 log.error("outbox worker error", error=str(exc))
             self._wake.clear()
             try:

@@ -111,6 +111,20 @@ async def load(conn: aiosqlite.Connection, ref: int | str) -> Incident | None:
             Member(m[0], Severity(m[1]), m[2], m[3], m[4], m[5]) for m in await cur.fetchall()
         )
     return Incident(
-        row[0], row[1], row[2], row[3], row[4], Severity(row[5]), IncidentState(row[6]),
-        row[7], row[8], row[9], row[10], row[11], row[12], row[13], row[14], members,
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        Severity(row[5]),
+        IncidentState(row[6]),
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        row[11],
+        row[12],
+        row[13],
+        row[14],
+        members,
     )

@@ -1,0 +1,251 @@
+"""The daemon's lifecycle: start, run, reload on SIGHUP, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from checks.base import CheckConfig
+from checks.resources import close_all
+from nocd import __version__
+from nocd.clock import Clock, SystemClock
+from nocd.config import Config
+from nocd.configload import ConfigError, load_file
+from nocd.metrics import Metrics
+from nocd.outbox import OutboxWorker
+from nocd.pipeline import Pipeline
+from nocd.scheduler import Scheduler
+from nocd.sdnotify import Notifier
+from nocd.store import Store
+from nocd.web import health
+
+log = structlog.get_logger(__name__)
+
+HEARTBEAT_STALE = 5.0  # seconds without a scheduler pass before nocd calls itself unhealthy
+
+
+class Daemon:
+    """One running nocd: config, store, scheduler, pipeline, outbox and the HTTP listener."""
+
+    def __init__(
+        self,
+        config: Config,
+        config_path: Path | None = None,
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.clock = clock or SystemClock()
+        self.notifier = notifier or Notifier()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.metrics = Metrics(self.registry, __version__)
+        self.store: Store | None = None
+        self.pipeline: Pipeline | None = None
+        self.scheduler: Scheduler | None = None
+        self.outbox: OutboxWorker | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stop = asyncio.Event()
+        self.bound: tuple[str, int] | None = None
+        self.reload_hooks: list[Callable[[Config], None]] = []
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, start the listener and the scheduler, then report READY."""
+        cfg = self.config
+        self.notifier.status("opening state database")
+        self.store = await Store.open(cfg.daemon.state_path)
+        self.metrics.store_ok.set(1)
+        self.pipeline = Pipeline(self.store, self.clock, self.metrics)
+        loaded = await self.pipeline.load()
+        self.outbox = OutboxWorker(self.store, self.clock)
+        recovered = await self.outbox.recover()
+        self.scheduler = Scheduler(
+            self.pipeline.on_result,
+            max_concurrency=cfg.daemon.max_concurrency,
+            tick=cfg.daemon.tick,
+            observe_lateness=self.metrics.lateness.observe,
+        )
+        self._apply(cfg)
+        await self._start_http()
+        self._spawn(self.scheduler.run(), "scheduler")
+        self._spawn(self.pipeline.run(), "pipeline")
+        self._spawn(self.outbox.run(), "outbox")
+        self._spawn(self._watchdog(), "watchdog")
+        self.metrics.reload_ok.set(1)
+        self.metrics.reload_ts.set(time.time())
+        self.notifier.ready()
+        self.notifier.status(self._status_line())
+        log.info(
+            "nocd started",
+            version=__version__,
+            checks=len(cfg.checks),
+            listen=self.bound,
+            states_restored=loaded,
+            outbox_in_doubt=recovered,
+        )
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            # A dead core task leaves readiness false and the watchdog unfed: systemd restarts us.
+            log.error("core task died", task=task.get_name(), error=repr(exc))
+
+    def _apply(self, cfg: Config) -> None:
+        assert self.pipeline is not None and self.scheduler is not None
+        flap = cfg.incidents.flapping
+        self.pipeline.set_checks(cfg.checks, (flap.window, flap.high, flap.low))
+        self.scheduler.set_checks(cfg.checks)
+        self.config = cfg
+        for hook in self.reload_hooks:
+            hook(cfg)
+
+    async def _start_http(self) -> None:
+        app = self.build_app()
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        host, _, port = self.config.daemon.listen.rpartition(":")
+        site = web.TCPSite(self._runner, host.strip("[]"), int(port), reuse_address=True)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            addr = sockets[0].getsockname()
+            self.bound = (str(addr[0]), int(addr[1]))
+
+    def build_app(self) -> web.Application:
+        """The aiohttp application with every route nocd serves."""
+        app = web.Application(client_max_size=1 << 20)
+        app.router.add_get("/metrics", make_aiohttp_handler(self.registry))
+        app.add_routes(health.routes(self.readiness))
+        return app
+
+    def readiness(self) -> dict[str, bool]:
+        """Named readiness conditions for /readyz."""
+        return {
+            "scheduler": self.scheduler_alive(),
+            "store_writable": bool(self.pipeline and self.pipeline.store_writable),
+            "config_loaded": True,
+        }
+
+    def scheduler_alive(self) -> bool:
+        """True while the scheduler task runs and passed its loop recently."""
+        s = self.scheduler
+        if s is None or not s.running:
+            return False
+        return asyncio.get_running_loop().time() - s.heartbeat < HEARTBEAT_STALE
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval()
+        period = min(1.0, interval / 3) if interval else 1.0
+        while True:
+            if self.scheduler_alive():
+                self.notifier.watchdog()
+            self._refresh_gauges()
+            await asyncio.sleep(period)
+
+    def _refresh_gauges(self) -> None:
+        if self.scheduler is not None:
+            self.metrics.inflight.set(self.scheduler.inflight)
+
+    def _status_line(self) -> str:
+        n = len(self.config.checks)
+        down = sum(1 for s in (self.pipeline.states.values() if self.pipeline else ()) if not s.up)
+        return f"{n} checks, {down} down"
+
+    async def reload(self) -> bool:
+        """Re-read the config file; swap atomically if valid, keep the old one otherwise."""
+        if self.config_path is None:
+            return False
+        self.notifier.reloading(time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000)
+        try:
+            new = await asyncio.to_thread(load_file, self.config_path)
+            if new.daemon.listen != self.config.daemon.listen:
+                log.warning("daemon.listen changed; takes effect at the next restart")
+            if new.daemon.state_path != self.config.daemon.state_path:
+                log.warning("daemon.state_path changed; takes effect at the next restart")
+            self._apply(new)
+        except ConfigError as exc:
+            self.metrics.reload_ok.set(0)
+            log.error(
+                "config reload refused; keeping the running config",
+                errors=[str(i) for i in exc.issues],
+            )
+            self.notifier.ready()
+            return False
+        except Exception as exc:
+            self.metrics.reload_ok.set(0)
+            log.error("config reload failed; keeping the running config", error=repr(exc))
+            self.notifier.ready()
+            return False
+        self.metrics.reload_ok.set(1)
+        self.metrics.reload_ts.set(time.time())
+        self.notifier.ready()
+        self.notifier.status(self._status_line())
+        log.info("config reloaded", checks=len(new.checks))
+        return True
+
+    def request_stop(self) -> None:
+        """Ask `serve()` to return (SIGTERM/SIGINT)."""
+        self._stop.set()
+
+    async def serve(self) -> None:
+        """Run until SIGTERM/SIGINT; SIGHUP reloads."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        try:
+            await self.start()
+            await self._stop.wait()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Drain in-flight probes within the grace period, flush state, close everything."""
+        self.notifier.stopping()
+        grace = self.config.daemon.shutdown_grace
+        log.info("nocd stopping", grace_s=grace)
+        sched = next((t for t in self._tasks if t.get_name() == "scheduler"), None)
+        if sched is not None:
+            sched.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sched
+        cancelled = await self.scheduler.drain(grace) if self.scheduler else 0
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.pipeline is not None:
+            await self.pipeline.flush()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await close_all()
+        if self.store is not None:
+            await self.store.close()
+        log.info("nocd stopped", probes_cancelled=cancelled)
+
+    # ---- helpers for other components ------------------------------------------------
+
+    def checks(self) -> tuple[CheckConfig, ...]:
+        """The running config's checks."""
+        return self.config.checks

@@ -1,0 +1,1 @@
+"""The one HTTP listener: metrics, health, API, Twilio webhooks, dashboard."""
