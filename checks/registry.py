@@ -14,6 +14,7 @@ _MODULES: tuple[str, ...] = (
     "checks.http",
     "checks.tcp",
     "checks.tls_cert",
+    "checks.snmp",
 )
 
 
