@@ -1,0 +1,365 @@
+"""SIP transports: one shared UDP socket per address family, TCP/TLS connections per probe.
+
+UDP transactions are matched by top Via branch and retransmitted per RFC 3261 §17.1.2
+(timer E doubling from T1 up to T2) until a final response or the probe's deadline.
+ICMP errors are read from the socket's error queue (IP_RECVERR) and fail exactly the
+transactions sent to the unreachable address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import re
+import socket
+import ssl
+import struct
+import time
+from functools import lru_cache
+from typing import Protocol
+
+from checks.resources import shared
+from checks.sip.message import MAX_MESSAGE, SipMessage, SipParseError, parse
+from checks.sip.resolve import Destination
+
+T1 = 0.5
+T2 = 4.0
+_RECV_BATCH = 512  # datagrams read per readiness callback before yielding to the loop
+_IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
+_IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+_MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+_CONTENT_LENGTH = re.compile(rb"\n(?:content-length|l)[ \t]*:[ \t]*(\d{1,9})[ \t]*\r?\n", re.I)
+
+
+class Channel(Protocol):
+    """One way to reach one SIP server: send a request, get its final response."""
+
+    transport: str  # UDP | TCP | TLS
+    local: tuple[str, int]  # our address as the server should see it (Via/Contact)
+
+    async def transact(
+        self, data: bytes, branch: str, deadline: float
+    ) -> tuple[SipMessage, float, int]:
+        """Send `data`; return (final response, RTT seconds, retransmissions)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the channel (no-op for the shared UDP socket)."""
+        ...
+
+
+class _Transaction:
+    __slots__ = ("addr", "data", "deadline", "fut", "handle", "interval", "resends", "sent", "t2")
+
+    def __init__(
+        self, fut: asyncio.Future[SipMessage], data: bytes, addr: tuple[str, int], deadline: float
+    ) -> None:
+        self.fut = fut
+        self.data = data
+        self.addr = addr
+        self.deadline = deadline
+        self.interval = T1
+        self.t2 = T2
+        self.handle: asyncio.TimerHandle | None = None
+        self.sent = 0.0
+        self.resends = 0
+
+
+class UdpEndpoint:
+    """A non-blocking UDP socket shared by all probes of one address family on one loop."""
+
+    def __init__(self, family: int) -> None:
+        self.family = family
+        self._loop = asyncio.get_running_loop()
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+                sock.bind(("::", 0))
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+                sock.bind(("0.0.0.0", 0))
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.port: int = sock.getsockname()[1]
+        self._pending: dict[str, _Transaction] = {}
+        self.stray = 0  # responses matching no transaction (late, duplicate or forged)
+        self._loop.add_reader(sock.fileno(), self._readable)
+
+    def close(self) -> None:
+        """Stop reading, fail what is pending, close the socket."""
+        if self.sock.fileno() >= 0:
+            self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+        for txn in self._pending.values():
+            if txn.handle is not None:
+                txn.handle.cancel()
+            if not txn.fut.done():
+                txn.fut.set_exception(ConnectionAbortedError("SIP UDP socket closed"))
+        self._pending.clear()
+
+    async def transact(
+        self,
+        data: bytes,
+        addr: tuple[str, int],
+        branch: str,
+        deadline: float,
+        t1: float = T1,
+        t2: float = T2,
+    ) -> tuple[SipMessage, float, int]:
+        """Send and retransmit until the final response for `branch` or the deadline."""
+        loop = self._loop
+        fut: asyncio.Future[SipMessage] = loop.create_future()
+        txn = _Transaction(fut, data, addr, deadline)
+        txn.interval, txn.t2 = t1, t2
+        self._pending[branch] = txn
+        try:
+            self._send(data, addr)
+            txn.sent = time.perf_counter()
+            txn.handle = loop.call_at(min(loop.time() + t1, deadline), self._timer, branch)
+            msg = await fut
+            return msg, txn.sent, txn.resends
+        finally:
+            if self._pending.get(branch) is txn:
+                del self._pending[branch]
+            if txn.handle is not None:
+                txn.handle.cancel()
+
+    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.sock.sendto(data, addr)
+        except BlockingIOError:
+            pass  # socket buffer full: timer E resends
+        except OSError:
+            # With IP_RECVERR a pending ICMP error of *another* destination can surface
+            # here; sort it out and try once more.
+            if not self._drain_errors():
+                raise
+            try:
+                self.sock.sendto(data, addr)
+            except BlockingIOError:
+                pass
+
+    def _timer(self, branch: str) -> None:
+        txn = self._pending.get(branch)
+        if txn is None or txn.fut.done():
+            return
+        now = self._loop.time()
+        if now >= txn.deadline - 0.001:
+            del self._pending[branch]
+            txn.fut.set_exception(TimeoutError("no SIP response"))
+            return
+        try:
+            self._send(txn.data, txn.addr)
+        except OSError as exc:
+            del self._pending[branch]
+            txn.fut.set_exception(exc)
+            return
+        txn.resends += 1
+        txn.interval = min(txn.interval * 2, txn.t2)
+        txn.handle = self._loop.call_at(min(now + txn.interval, txn.deadline), self._timer, branch)
+
+    def _readable(self) -> None:
+        recv = self.sock.recvfrom
+        got = 0
+        for _ in range(_RECV_BATCH):
+            try:
+                data, _src = recv(MAX_MESSAGE)
+            except BlockingIOError:
+                break
+            except OSError:
+                self._drain_errors()
+                got += 1
+                continue
+            got += 1
+            self._deliver(data)
+        if got == 0:
+            # Woken by EPOLLERR with the socket error already consumed: drain the queue.
+            self._drain_errors()
+
+    def _deliver(self, data: bytes) -> None:
+        try:
+            msg = parse(data)
+        except SipParseError as exc:
+            self._fail_garbage(data, exc)
+            return
+        branch = msg.top_via_branch()
+        txn = self._pending.get(branch) if branch else None
+        if txn is None or msg.status is None:
+            self.stray += 1
+            return
+        if msg.status < 200:
+            # §17.1.2.2: provisional → Proceeding; keep retransmitting at T2.
+            txn.interval = txn.t2
+            return
+        del self._pending[branch]  # type: ignore[arg-type]
+        if not txn.fut.done():
+            txn.fut.set_result(msg)
+
+    def _fail_garbage(self, data: bytes, exc: SipParseError) -> None:
+        # A garbage reply that still names one of our branches fails that probe as a
+        # protocol error instead of letting it time out.
+        start = data.find(b"branch=z9hG4bK")
+        if start < 0:
+            self.stray += 1
+            return
+        token = data[start + 7 : start + 7 + 64].split(b";")[0].split(b"\r")[0].split(b",")[0]
+        branch = token.strip().decode("ascii", "replace")
+        txn = self._pending.pop(branch, None)
+        if txn is None:
+            self.stray += 1
+        elif not txn.fut.done():
+            txn.fut.set_exception(exc)
+
+    def _drain_errors(self) -> bool:
+        """Read queued ICMP errors; fail transactions sent to each unreachable address."""
+        found = False
+        while True:
+            try:
+                _, ancdata, _, addr = self.sock.recvmsg(1, 512, _MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return found
+            except OSError:
+                return found
+            found = True
+            code = errno.ECONNREFUSED
+            for _level, _type, cdata in ancdata:
+                if len(cdata) >= 4:
+                    code = struct.unpack("=I", cdata[:4])[0] or code
+            self._fail_address(addr, code)
+
+    def _fail_address(self, addr: tuple[str, int] | None, code: int) -> None:
+        if not addr:
+            return
+        key = (addr[0], addr[1])
+        failed = [b for b, t in self._pending.items() if (t.addr[0], t.addr[1]) == key]
+        for branch in failed:
+            txn = self._pending.pop(branch)
+            if not txn.fut.done():
+                txn.fut.set_exception(OSError(code, f"ICMP error: {os.strerror(code).lower()}"))
+
+
+def udp_endpoint(family: int) -> UdpEndpoint:
+    """The loop's shared UDP endpoint for `family`, closed by checks.resources.close_all()."""
+
+    async def close(ep: UdpEndpoint) -> None:
+        ep.close()
+
+    key = "sip.udp6" if family == socket.AF_INET6 else "sip.udp4"
+    return shared(key, lambda: UdpEndpoint(family), close)
+
+
+@lru_cache(maxsize=4096)
+def local_ip_for(ip: str, family: int) -> str:
+    """The source address the kernel picks toward `ip` (connect() on UDP sends nothing)."""
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((ip, 9))
+            return str(s.getsockname()[0])
+        except OSError:
+            return "::1" if family == socket.AF_INET6 else "127.0.0.1"
+
+
+class UdpChannel:
+    """A Channel over the shared UDP socket to one destination."""
+
+    transport = "UDP"
+
+    def __init__(self, dest: Destination, t1: float = T1, t2: float = T2) -> None:
+        self._ep = udp_endpoint(dest.family)
+        self._addr = (dest.ip, dest.port)
+        self._t1, self._t2 = t1, t2
+        self.local = (local_ip_for(dest.ip, dest.family), self._ep.port)
+
+    async def transact(
+        self, data: bytes, branch: str, deadline: float
+    ) -> tuple[SipMessage, float, int]:
+        """Send over UDP with retransmissions; RTT counts from the first send."""
+        msg, sent, resends = await self._ep.transact(
+            data, self._addr, branch, deadline, self._t1, self._t2
+        )
+        return msg, time.perf_counter() - sent, resends
+
+    async def close(self) -> None:
+        """Nothing to release: the socket is shared."""
+
+
+class StreamChannel:
+    """A Channel over one TCP or TLS connection (RFC 3261 §18: framing by Content-Length)."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str
+    ) -> None:
+        self._reader, self._writer = reader, writer
+        self.transport = transport
+        sockname = writer.get_extra_info("sockname")
+        self.local = (str(sockname[0]), int(sockname[1]))
+
+    @classmethod
+    async def open(cls, dest: Destination, ssl_ctx: ssl.SSLContext | None) -> StreamChannel:
+        """Connect (and handshake for TLS, with SNI unless the name is an IP address)."""
+        sni = None
+        if ssl_ctx is not None:
+            sni = dest.server_name
+        reader, writer = await asyncio.open_connection(
+            dest.ip, dest.port, ssl=ssl_ctx, server_hostname=sni, limit=MAX_MESSAGE
+        )
+        return cls(reader, writer, dest.transport)
+
+    async def transact(
+        self, data: bytes, branch: str, deadline: float
+    ) -> tuple[SipMessage, float, int]:
+        """Write the request, read messages until the final response for `branch`."""
+        sent = time.perf_counter()
+        self._writer.write(data)
+        async with asyncio.timeout_at(deadline):
+            await self._writer.drain()
+            while True:
+                msg = await self.read_message()
+                if msg.status is None or msg.top_via_branch() != branch or msg.status < 200:
+                    continue  # requests from the server, other transactions, provisionals
+                return msg, time.perf_counter() - sent, 0
+
+    async def read_message(self) -> SipMessage:
+        """Read one framed message; raises SipParseError on garbage, EOFError on close."""
+        try:
+            head = await self._reader.readuntil(b"\r\n\r\n")
+            while not head.strip():  # RFC 5626 CRLF keepalives
+                head = await self._reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            raise ConnectionResetError(errno.ECONNRESET, "server closed the connection") from None
+        except asyncio.LimitOverrunError:
+            raise SipParseError("headers larger than 64 KiB") from None
+        m = _CONTENT_LENGTH.search(head)
+        if m is None:
+            raise SipParseError("Content-Length is required on stream transports")
+        length = int(m.group(1))
+        if length > MAX_MESSAGE:
+            raise SipParseError(f"Content-Length {length} too large")
+        body = await self._reader.readexactly(length) if length else b""
+        return parse(head + body, datagram=False)
+
+    async def close(self) -> None:
+        """Close the connection (bounded; a stuck peer must not hold the probe)."""
+        self._writer.close()
+        try:
+            async with asyncio.timeout(1.0):
+                await self._writer.wait_closed()
+        except (OSError, TimeoutError, ssl.SSLError):
+            pass
+
+
+async def open_channel(
+    dest: Destination, ssl_ctx: ssl.SSLContext | None, t1: float = T1, t2: float = T2
+) -> Channel:
+    """A channel to `dest`: the shared UDP socket, or a new TCP/TLS connection."""
+    if dest.transport == "UDP":
+        return UdpChannel(dest, t1, t2)
+    if dest.transport == "TLS" and ssl_ctx is None:
+        raise ValueError("TLS transport needs an SSL context")
+    return await StreamChannel.open(dest, ssl_ctx if dest.transport == "TLS" else None)
