@@ -105,6 +105,9 @@ def _message(err: Any) -> str:
     msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if err["type"] == "extra_forbidden":
         return "unknown key"
+    if err["type"] == "union_tag_not_found":
+        # pydantic says "Unable to extract tag using discriminator"; operators need the key.
+        return f"missing key {err['ctx']['discriminator']}"
     if err["type"] == "union_tag_invalid":
         return msg.replace("Input tag", "unknown check type").replace(
             " found using 'type' does not match any of the expected tags:", "; known types:"
