@@ -15,6 +15,7 @@ _MODULES: tuple[str, ...] = (
     "checks.tcp",
     "checks.tls_cert",
     "checks.snmp",
+    "checks.trap",
 )
 
 

@@ -14,6 +14,7 @@ from nocd.api_config import ApiConfig
 from nocd.calendar_config import CalendarConfig
 from nocd.duration import Duration
 from nocd.incidents.config import IncidentsConfig, MaintenanceWindow
+from nocd.intake.traps import TrapListenerConfig
 from nocd.inventory import Customer, Site, Strict, SupportPlan
 from nocd.tickets.config import TicketsConfig
 from paging.config import PagingConfig
@@ -37,6 +38,7 @@ class DaemonConfig(Strict):
     max_concurrency: int = Field(1000, ge=1, le=100_000)
     shutdown_grace: Duration = 10.0
     tick: Duration = Field(0.005, description="scheduler tick; due probes are dispatched per tick")
+    traps: TrapListenerConfig | None = None
 
     @field_validator("listen")
     @classmethod

@@ -1,0 +1,1 @@
+"""Passive intake: SNMP traps/informs, Alertmanager webhooks and heartbeats feeding checks."""
