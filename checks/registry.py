@@ -16,6 +16,7 @@ _MODULES: tuple[str, ...] = (
     "checks.tls_cert",
     "checks.snmp",
     "checks.trap",
+    "checks.heartbeat",
 )
 
 
