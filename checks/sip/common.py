@@ -65,8 +65,8 @@ def ssl_context(
     return ctx
 
 
-async def connect(cfg: SipCheckConfig, deadline: float) -> tuple[Channel, Destination]:
-    """Locate the server (RFC 3263) and open a channel to it within the deadline."""
+async def locate(cfg: SipCheckConfig, deadline: float) -> Destination:
+    """Where the check's target lives (RFC 3263), bounded by the deadline."""
     uri = parse_uri(cfg.target)
     dest = literal_destination(uri)
     if dest is None:
@@ -75,13 +75,18 @@ async def connect(cfg: SipCheckConfig, deadline: float) -> tuple[Channel, Destin
         dest = Destination(
             dest.transport, dest.ip, dest.port, dest.family, dest.how, cfg.server_name
         )
+    return dest
+
+
+async def connect(cfg: SipCheckConfig, dest: Destination, deadline: float) -> Channel:
+    """Open a channel to `dest`: the shared UDP socket, or a TCP/TLS connection."""
     if dest.transport == "UDP":
-        return await open_channel(dest, None, cfg.t1, T2), dest
+        return await open_channel(dest, None, cfg.t1, T2)
     ctx = None
     if dest.transport == "TLS":
         ctx = ssl_context(cfg.tls_verify, cfg.ca_file, cfg.cert_file, cfg.key_file)
     async with asyncio.timeout_at(deadline):
-        return await open_channel(dest, ctx), dest
+        return await open_channel(dest, ctx)
 
 
 def classify(exc: BaseException) -> tuple[FailureClass, str]:

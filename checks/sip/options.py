@@ -15,6 +15,7 @@ from checks.sip.common import (
     classify,
     connect,
     default_severity,
+    locate,
     peer_software,
     status_failure,
 )
@@ -61,8 +62,9 @@ async def _run(cfg: Config, deadline: float, trace: Transcript) -> Observation:
     start = time.perf_counter()
     dest: Destination | None = None
     try:
-        channel, dest = await connect(cfg, deadline)
+        dest = await locate(cfg, deadline)
         trace.note(f"{cfg.target} → {dest} (found by {dest.how})")
+        channel = await connect(cfg, dest, deadline)
         try:
             branch = new_branch()
             data = _request(cfg, channel, branch)
