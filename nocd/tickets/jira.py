@@ -167,7 +167,7 @@ class JiraSink:
     async def _find(self, api: _Api, op: TicketOp) -> str | None:
         jql = f'project = "{self._cfg.project}" AND labels = "{op.ticket.fingerprint}"'
         doc = await api.call(
-            "GET", "search", params={"jql": jql, "fields": "status", "maxResults": "2"}
+            "GET", "search/jql", params={"jql": jql, "fields": "status", "maxResults": "2"}
         )
         issues = doc.get("issues") if isinstance(doc, dict) else None
         if issues:

@@ -132,7 +132,8 @@ class EmailSink:
                 timeout=cfg.timeout,
             )
         except aiosmtplib.SMTPAuthenticationError as exc:
-            raise DeliveryError(f"{what}: authentication failed ({exc.code})", True, AUTH_RETRY) from None
+            reason = f"{what}: authentication failed ({exc.code})"
+            raise DeliveryError(reason, True, AUTH_RETRY) from None
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             final = all(c >= 500 for c in codes)

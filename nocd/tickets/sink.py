@@ -125,8 +125,10 @@ AUTH_RETRY = 300.0
 """Seconds between retries after 401/403: a credential fixed by a reload must not lose ops."""
 
 
-def http_error(status: int, what: str, wait: float | None = None, detail: str = "") -> DeliveryError:
-    """Classify an HTTP failure: 408/425/429/5xx retry, 401/403 retry slowly, other 4xx are final."""
+def http_error(
+    status: int, what: str, wait: float | None = None, detail: str = ""
+) -> DeliveryError:
+    """Classify an HTTP failure: 408/425/429/5xx retry, 401/403 retry slowly, 4xx are final."""
     reason = f"{what}: HTTP {status}" + (f" {detail[:200]}" if detail else "")
     if status in (408, 425, 429) or status >= 500:
         return DeliveryError(reason, retryable=True, retry_after=wait)
