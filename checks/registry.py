@@ -17,6 +17,7 @@ _MODULES: tuple[str, ...] = (
     "checks.snmp",
     "checks.trap",
     "checks.heartbeat",
+    "checks.alertmanager",
 )
 
 
