@@ -18,6 +18,9 @@ _MODULES: tuple[str, ...] = (
     "checks.trap",
     "checks.heartbeat",
     "checks.alertmanager",
+    "checks.sip.options",
+    "checks.sip.register",
+    "checks.sip.registrations",
 )
 
 
