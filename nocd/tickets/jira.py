@@ -22,6 +22,7 @@ from nocd.tickets.sink import (
     TicketOp,
     check_url,
     client_error,
+    fact_label,
     http_error,
     retry_after,
     safe_url,
@@ -86,7 +87,7 @@ def description(op: TicketOp) -> str:
         rows.append(("Response due", iso(t.response_due)))
     if t.resolve_due:
         rows.append(("Resolve due", iso(t.resolve_due)))
-    rows += [(k.replace("_", " ").capitalize(), v) for k, v in t.facts.items()]
+    rows += [(fact_label(k), v) for k, v in t.facts.items()]
     table = "\n".join(f"||{k}|{_cell(v)}|" for k, v in rows)
     return f"{table}\n\n{{noformat}}\n{t.description}\n{{noformat}}"
 

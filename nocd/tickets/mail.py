@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 from nocd.clock import iso, utc
 from nocd.delivery import DeliveryError
 from nocd.secrets import Secret
-from nocd.tickets.sink import AUTH_RETRY, SinkConfig, TicketOp
+from nocd.tickets.sink import AUTH_RETRY, SinkConfig, TicketOp, fact_label
 
 _ADDRESS = re.compile(r"^[^@\s<>]+@[A-Za-z0-9.-]+$")
 _SUBJECT_TAG = {"create": "", "update": "Re: ", "resolve": "Re: ", "close": "Re: "}
@@ -99,7 +99,7 @@ def _text(op: TicketOp) -> str:
         lines.append(f"Response due: {iso(t.response_due)}")
     if t.resolve_due:
         lines.append(f"Resolve due: {iso(t.resolve_due)}")
-    lines += [f"{k.replace('_', ' ').capitalize()}: {v}" for k, v in t.facts.items()]
+    lines += [f"{fact_label(k)}: {v}" for k, v in t.facts.items()]
     return "\n".join([*lines, "", t.description, ""])
 
 

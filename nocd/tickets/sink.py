@@ -137,6 +137,14 @@ def http_error(
     return DeliveryError(reason, retryable=False)
 
 
+_LABELS = {"pbx": "PBX", "pbx_country": "PBX country", "support_plan": "Support plan"}
+
+
+def fact_label(key: str) -> str:
+    """How a ticket fact's key is shown to people (`pbx_country` → `PBX country`)."""
+    return _LABELS.get(key) or key.replace("_", " ").capitalize()
+
+
 def client_error(exc: Exception) -> str:
     """Describe a transport error without echoing URLs (which may carry tokens)."""
     os_error = getattr(exc, "os_error", None)
