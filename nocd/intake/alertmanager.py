@@ -108,8 +108,8 @@ class AlertmanagerIntake:
             result = authorize(request, "write")
             if inspect.isawaitable(result):
                 await result
-            body = await request.content.read(MAX_BODY + 1)
-            if len(body) > MAX_BODY:
+            body = await _read_bounded(request, MAX_BODY)
+            if body is None:
                 self.rejected += 1
                 return _bad("payload too large", 413)
             try:
@@ -128,6 +128,18 @@ class AlertmanagerIntake:
 def routes(authorize: Authorize, rules: Rules, submit: Submit) -> list[web.RouteDef]:
     """The webhook route (build an `AlertmanagerIntake` yourself to read its counters)."""
     return AlertmanagerIntake(rules, submit).routes(authorize)
+
+
+async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it exceeds `limit` (a hostile sender can't fill memory)."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _first_error(exc: ValidationError) -> str:
