@@ -18,6 +18,7 @@ _MODULES: tuple[str, ...] = (
     "checks.trap",
     "checks.heartbeat",
     "checks.alertmanager",
+    "checks.dns",
     "checks.sip.options",
     "checks.sip.register",
     "checks.sip.registrations",
