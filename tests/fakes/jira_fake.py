@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 STATUSES = {"To Do": "new", "In Progress": "indeterminate", "Done": "done"}
 TRANSITIONS = (("11", "To Do"), ("21", "In Progress"), ("31", "Done"))
@@ -63,7 +64,7 @@ class JiraFake:
     _runner: web.AppRunner | None = None
 
     @web.middleware
-    async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests.append((request.method, request.path))
         if self.fail_next:
             status, after = self.fail_next.pop(0)

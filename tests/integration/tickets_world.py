@@ -16,9 +16,14 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from nocd.clock import FakeClock
 from nocd.config import Config
 from nocd.configload import load_text
-from nocd.incidents.model import Incident, load
+from nocd.incidents.model import Incident, IncidentEvent, IncidentEventKind, load
 from nocd.model import Severity
 from nocd.outbox import OutboxWorker
+from nocd.store import Store
+from nocd.tickets.service import Tickets
+from tests.fakes.jira_fake import JiraFake
+from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.peers import free_port
 
 T0 = 1_767_261_600.0  # 2026-01-01T10:00:00Z, a Thursday (a holiday in many countries)
 
@@ -182,3 +187,53 @@ def write_secret_env(monkeypatch: Any, tmp: Path) -> None:
     """Secrets the config references, from the environment as in production."""
     monkeypatch.setenv("NOCD_TEST_HOOK_KEY", "hook-key-5f0c")
     monkeypatch.setenv("NOCD_TEST_JIRA_TOKEN", "jira-token-91ab")
+
+
+class World:
+    """The peers, the store file and the service/worker built on them."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.path = tmp / "nocd.db"
+        self.mail = MailServer()
+        self.hook = WebhookReceiver(b"hook-key-5f0c")
+        self.jira = JiraFake("noc@example.com", "jira-token-91ab")
+        self.clock = FakeClock(T0)
+        self.config: Config
+        self.store: Store
+        self.tickets: Tickets
+        self.worker: OutboxWorker
+
+    async def start(self, mail_up: bool = True) -> None:
+        """Start the peers (the mail server may start later, on the configured port)."""
+        port = await self.mail.start() if mail_up else free_port()
+        self.smtp_port = port
+        url = await self.hook.start()
+        jira = await self.jira.start()
+        self.config = make_config(smtp_port=port, webhook_url=url, jira_url=jira)
+        await self.boot()
+
+    async def boot(self) -> None:
+        """(Re)open the store and rebuild the service and worker, as a restart does."""
+        self.store = await Store.open(self.path)
+        self.tickets = Tickets(self.config, self.store, self.clock)
+        self.worker = OutboxWorker(self.store, self.clock)
+        for kind, handler in self.tickets.handlers().items():
+            self.worker.register(kind, handler)
+        await self.worker.recover()
+
+    async def event(self, kind: IncidentEventKind, inc_id: int, **cols: Any) -> None:
+        """Change the incident row and tell the service, in one transaction."""
+        previous = cols.pop("previous", None)
+        async with self.store.transaction() as conn:
+            incident = await set_incident(conn, inc_id, **cols) if cols else None
+            if incident is None:
+                incident = await load(conn, inc_id)
+            assert incident is not None
+            ev = IncidentEvent(kind, self.clock.now(), by="alice", via="api", previous=previous)
+            await self.tickets.on_incident(conn, incident, ev)
+
+    async def stop(self) -> None:
+        await self.store.close()
+        await self.mail.stop()
+        await self.hook.stop()
+        await self.jira.stop()
