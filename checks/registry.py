@@ -19,6 +19,7 @@ _MODULES: tuple[str, ...] = (
     "checks.heartbeat",
     "checks.alertmanager",
     "checks.dns",
+    "checks.icmp",
     "checks.sip.options",
     "checks.sip.register",
     "checks.sip.registrations",
