@@ -53,7 +53,9 @@ def parse_challenge(value: str, proxy: bool = False) -> Challenge:
     fields: dict[str, str] = {}
     for m in _PARAM.finditer(rest[:MAX_CHALLENGE]):
         raw = m.group(2)
-        if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+        if raw.startswith('"'):
+            if len(raw) < 2 or not raw.endswith('"'):
+                raise ChallengeError(f"unterminated quoted string in {m.group(1)[:20]!r}")
             raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
         fields.setdefault(m.group(1).lower(), raw)
     if "realm" not in fields or "nonce" not in fields:

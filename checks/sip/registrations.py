@@ -127,7 +127,8 @@ def _ari_endpoints(result: Any) -> list[str]:
     out = []
     for ep in result:
         if ep.get("state") == "online":
-            out.append(str(ep.get("resource", "")))
+            resource = str(ep.get("resource", ""))
+            out += [resource, f"{ep.get('technology', '')}/{resource}"]
     return out
 
 
