@@ -53,7 +53,7 @@ class MailServer:
         ok = isinstance(data, LoginPassword) and self.credentials == (
             data.login.decode(), data.password.decode()
         )
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # handled=True means "I replied already"
 
     def _protocol(self) -> SMTP:
         return SMTP(
