@@ -1,0 +1,525 @@
+"""The pager: incident listener, due-step runner and outbox handlers, over the store.
+
+Contract for the lead:
+    pager = Pager(store, paging_cfg, calendars, notifier, clock, public_url=None, ical=None)
+    await pager.on_incident(conn, incident, event)   # IncidentListener, inside the txn
+    await pager.run_due(now)                         # every second; its own transaction
+    worker.register("notify", pager.deliver_notify)  # OutboxItem -> provider id
+    worker.register("digest", pager.deliver_digest)
+    pager.configure(paging_cfg, calendars, public_url)   # on SIGHUP
+    pager.on_wake = worker.wake                      # optional: deliver without polling lag
+Webhooks (paging.webhooks) use `page`, `on_status`, `person_by_number`, `seen`/`remember`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import aiosqlite
+import structlog
+
+from nocd.calendar_config import CalendarConfig
+from nocd.clock import Clock
+from nocd.delivery import DeliveryError
+from nocd.incidents.model import Incident, IncidentEvent, IncidentEventKind, IncidentState, load
+from nocd.incidents.timeline import add_event
+from nocd.outbox import OutboxItem
+from nocd.store import Store
+from paging import digest, escalation
+from paging.config import Channel, PagingConfig
+from paging.messages import KEYS_PROMPT
+from paging.notifiers import Notifier, PageRequest
+from paging.routing import decide
+from paging.schedules import IcalShifts
+from paging.twiml import say_only
+
+log = structlog.get_logger(__name__)
+
+CALL_FAILED = frozenset({"no-answer", "busy", "failed", "canceled"})
+SMS_FAILED = frozenset({"failed", "undelivered"})
+FINAL = CALL_FAILED | SMS_FAILED | {"completed", "delivered", "cancelled"}
+
+
+@dataclass(frozen=True, slots=True)
+class PageRecord:
+    """A page as stored: who, how, what was said, and its incidents."""
+
+    key: str
+    person: str | None
+    channel: Channel
+    number: str
+    text: str
+    step: int | None
+    repeat: int | None
+    status: str
+    provider_id: str | None
+    first_attempt_at: float | None
+    redials: int
+    incident_ids: tuple[int, ...]
+
+
+class Pager:
+    """Decides, escalates and delivers pages for incidents."""
+
+    def __init__(
+        self,
+        store: Store,
+        paging: PagingConfig,
+        calendars: Mapping[str, CalendarConfig],
+        notifier: Notifier,
+        clock: Clock,
+        public_url: str | None = None,
+        ical: Mapping[str, IcalShifts] | None = None,
+    ) -> None:
+        self._store = store
+        self._notifier = notifier
+        self._clock = clock
+        self.on_wake: Callable[[], None] | None = None
+        self.configure(paging, calendars, public_url, ical)
+
+    def configure(
+        self,
+        paging: PagingConfig,
+        calendars: Mapping[str, CalendarConfig],
+        public_url: str | None,
+        ical: Mapping[str, IcalShifts] | None = None,
+    ) -> None:
+        """Swap in a new config (SIGHUP); escalations in flight continue by policy name."""
+        self.paging = paging
+        self.calendars = dict(calendars)
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.ical = dict(ical or {})
+
+    @property
+    def notifier(self) -> Notifier:
+        """The configured notifier."""
+        return self._notifier
+
+    # ---- incident listener -------------------------------------------------------------
+
+    async def on_incident(
+        self, conn: aiosqlite.Connection, incident: Incident, event: IncidentEvent
+    ) -> None:
+        """React to an incident change inside the caller's transaction."""
+        kind = event.kind
+        if kind is IncidentEventKind.OPENED or kind is IncidentEventKind.SEVERITY:
+            await self._route(conn, incident, event)
+        elif kind is IncidentEventKind.ACKNOWLEDGED or kind is IncidentEventKind.RESOLVED:
+            verb = "acknowledged" if kind is IncidentEventKind.ACKNOWLEDGED else "resolved"
+            why = f"{verb} by {event.by} via {event.via}"
+            if await escalation.stop(conn, incident.id, event.at, why):
+                await add_event(conn, incident.id, event.at, "page", f"escalation stopped: {why}")
+                log.info("escalation stopped", incident=incident.code, reason=why)
+            if kind is IncidentEventKind.RESOLVED and await digest.drop(
+                conn, incident.id, event.at
+            ):
+                await add_event(
+                    conn,
+                    incident.id,
+                    event.at,
+                    "digest",
+                    "resolved: dropped from the pending digest",
+                )
+
+    async def _route(self, conn: aiosqlite.Connection, inc: Incident, event: IncidentEvent) -> None:
+        if event.kind is IncidentEventKind.SEVERITY:
+            rising = event.previous is None or event.previous.rank < inc.severity.rank
+            if not rising or inc.state is not IncidentState.TRIGGERED:
+                return
+        if not self.paging.enabled:
+            await add_event(conn, inc.id, event.at, "routing", "paging is disabled: no page")
+            return
+        if inc.suppressed:
+            await add_event(
+                conn,
+                inc.id,
+                event.at,
+                "routing",
+                f"no page: raised during maintenance/silence {inc.suppressed}",
+            )
+            return
+        d = decide(inc.severity, inc.site, inc.customer, event.at, self.paging, self.calendars)
+        await add_event(
+            conn,
+            inc.id,
+            event.at,
+            "routing",
+            d.reason,
+            {
+                "page": d.page_now,
+                "ticket": d.ticket,
+                "digest": d.digest,
+                "policy": d.policy,
+                "route": d.route,
+                "in_hours": d.in_hours,
+            },
+        )
+        if d.page_now:
+            if d.policy is None or d.policy not in self.paging.escalation_policies:
+                text = f"NOT PAGED: no escalation policy configured for route {d.route}"
+                await add_event(conn, inc.id, event.at, "page", text, {"error": True})
+                log.error("cannot page: no escalation policy", incident=inc.code, route=d.route)
+            elif await escalation.start(conn, inc.id, d.policy, event.at):
+                await add_event(
+                    conn,
+                    inc.id,
+                    event.at,
+                    "page",
+                    f"escalation started: policy {d.policy}",
+                    {"policy": d.policy},
+                )
+        if d.digest and d.digest_at is not None:
+            await digest.hold(conn, inc.id, d.route, d.digest_at, d.digest_to, event.at)
+
+    # ---- the loop's tick -----------------------------------------------------------------
+
+    async def run_due(self, now: float) -> int:
+        """Fire due steps, release rate-capped bundles and due digests; returns rows queued."""
+        async with self._store.transaction() as conn:
+            await escalation.fire_due(conn, self.paging, now, self.ical)
+            pages = await escalation.flush_queue(conn, self.paging, now)
+            digests = await digest.release_due(conn, self.paging, now)
+        if (pages or digests) and self.on_wake is not None:
+            self.on_wake()
+        return pages + digests
+
+    # ---- outbox handlers -----------------------------------------------------------------
+
+    async def page(self, key: str) -> PageRecord | None:
+        """The stored page with this key."""
+        async with self._store.reader.execute(
+            "SELECT key, person, channel, number, text, step, repeat, status, provider_id, "
+            "first_attempt_at, redials FROM paging_pages WHERE key=?",
+            (key,),
+        ) as cur:
+            r = await cur.fetchone()
+        if r is None:
+            return None
+        async with self._store.reader.execute(
+            "SELECT incident_id FROM paging_page_incidents WHERE key=? ORDER BY incident_id",
+            (key,),
+        ) as cur:
+            ids = tuple(int(x[0]) for x in await cur.fetchall())
+        return PageRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], ids)
+
+    def request_for(self, rec: PageRecord) -> PageRequest:
+        """The notifier request for a stored page (URLs from the configured public URL)."""
+        base = self.public_url
+        if rec.channel == "voice":
+            return PageRequest(
+                rec.key,
+                "voice",
+                rec.number,
+                rec.text,
+                voice_url=f"{base}/twilio/voice/{rec.key}" if base else None,
+                status_url=f"{base}/twilio/status/{rec.key}" if base else None,
+                twiml=None if base else say_only(f"{rec.text} {KEYS_PROMPT}", 2),
+            )
+        return PageRequest(
+            rec.key,
+            "sms",
+            rec.number,
+            rec.text,
+            status_url=f"{base}/twilio/status/{rec.key}" if base else None,
+        )
+
+    async def deliver_notify(self, item: OutboxItem) -> str:
+        """Outbox handler for `notify`: reconcile an in-doubt send, else send once."""
+        rec = await self.page(item.key)
+        if rec is None:
+            raise DeliveryError(f"page {item.key} has no record", retryable=False)
+        live = await self._live(rec.incident_ids)
+        now = self._clock.now()
+        if not live:
+            await self._set_status(
+                rec, "cancelled", None, "page not sent: incident already acknowledged or resolved"
+            )
+            return "cancelled"
+        req = self.request_for(rec)
+        if item.attempts > 1 and rec.first_attempt_at is not None:
+            async with self._store.reader.execute(
+                "SELECT provider_id FROM paging_pages WHERE provider_id IS NOT NULL AND key != ?",
+                (rec.key,),
+            ) as cur:
+                claimed = frozenset(str(r[0]) for r in await cur.fetchall())
+            found = await self._notifier.find_sent(req, rec.first_attempt_at, claimed)
+            if found is not None:
+                await self._set_status(
+                    rec,
+                    "sent",
+                    found,
+                    f"reconciled: an earlier {rec.channel} attempt reached "
+                    f"the provider ({found}); not sent again",
+                )
+                return found
+        if rec.first_attempt_at is None:
+            # Record the intent before the send, so a crash leaves the send marked in doubt.
+            async with self._store.transaction() as conn:
+                await conn.execute(
+                    "UPDATE paging_pages SET first_attempt_at=? WHERE key=?", (now, rec.key)
+                )
+        try:
+            sid = await self._notifier.send(req)
+        except DeliveryError as exc:
+            if not exc.retryable:
+                await self._permanent_failure(rec, exc.reason)
+            raise
+        dry = "DRY-RUN (not sent): " if self._notifier.dry_run else ""
+        verb = "call" if rec.channel == "voice" else "SMS"
+        await self._set_status(
+            rec, "sent", sid, f"{dry}{verb} to {rec.person} ({rec.number}) sent: {sid}"
+        )
+        return sid
+
+    async def deliver_digest(self, item: OutboxItem) -> str:
+        """Outbox handler for `digest`: one SMS of still-open incidents (skipped if none)."""
+        ids = tuple(int(i) for i in item.payload.get("incidents", []))
+        async with self._store.reader.execute(
+            f"SELECT COUNT(*) FROM incidents WHERE id IN ({','.join('?' * len(ids))}) "
+            "AND state != 'resolved'",
+            ids,
+        ) as cur:
+            row = await cur.fetchone()
+        if not ids or row is None or int(row[0]) == 0:
+            return "skipped: all resolved"
+        req = PageRequest(item.key, "sms", str(item.payload["to"]), str(item.payload["text"]))
+        if item.attempts > 1:
+            found = await self._notifier.find_sent(req, self._clock.now() - 86400)
+            if found is not None:
+                return found
+        sid = await self._notifier.send(req)
+        dry = "DRY-RUN (not sent): " if self._notifier.dry_run else ""
+        async with self._store.transaction() as conn:
+            for i in ids:
+                await add_event(
+                    conn,
+                    i,
+                    self._clock.now(),
+                    "digest",
+                    f"{dry}digest SMS to {item.payload.get('person')} sent: {sid}",
+                )
+        return sid
+
+    # ---- delivery tracking -------------------------------------------------------------
+
+    async def _live(self, ids: tuple[int, ...]) -> list[int]:
+        if not ids:
+            return []
+        async with self._store.reader.execute(
+            f"SELECT id FROM incidents WHERE id IN ({','.join('?' * len(ids))}) "
+            "AND state='triggered'",
+            ids,
+        ) as cur:
+            return [int(r[0]) for r in await cur.fetchall()]
+
+    async def _set_status(
+        self, rec: PageRecord, status: str, provider_id: str | None, text: str
+    ) -> None:
+        now = self._clock.now()
+        async with self._store.transaction() as conn:
+            await conn.execute(
+                "UPDATE paging_pages SET status=?, provider_id=COALESCE(?, provider_id), "
+                "updated_at=? WHERE key=?",
+                (status, provider_id, now, rec.key),
+            )
+            for i in rec.incident_ids:
+                await add_event(
+                    conn,
+                    i,
+                    now,
+                    "delivery",
+                    text,
+                    {
+                        "key": rec.key,
+                        "status": status,
+                        "provider_id": provider_id,
+                        "dry_run": self._notifier.dry_run,
+                    },
+                )
+        log.info("page status", key=rec.key, status=status, provider_id=provider_id)
+
+    async def _permanent_failure(self, rec: PageRecord, reason: str) -> None:
+        now = self._clock.now()
+        async with self._store.transaction() as conn:
+            await conn.execute(
+                "UPDATE paging_pages SET status='failed', updated_at=? WHERE key=?",
+                (now, rec.key),
+            )
+            for i in rec.incident_ids:
+                await add_event(
+                    conn,
+                    i,
+                    now,
+                    "delivery",
+                    f"{rec.channel} to {rec.person} failed: {reason}",
+                    {"key": rec.key},
+                )
+            await self._fallback(conn, rec, now)
+        if self.on_wake is not None:
+            self.on_wake()
+
+    async def _fallback(self, conn: aiosqlite.Connection, rec: PageRecord, now: float) -> bool:
+        """Channel fallback: a failed call becomes an SMS and the reverse (once)."""
+        if not self.paging.channel_fallback or rec.person not in self.paging.people:
+            return False
+        if rec.key.endswith(".fb"):
+            return False
+        other: Channel = "sms" if rec.channel == "voice" else "voice"
+        number = self.paging.people[rec.person].number(other)
+        incidents = [i for i in [await load(conn, x) for x in rec.incident_ids] if i is not None]
+        incidents = [i for i in incidents if i.state is IncidentState.TRIGGERED]
+        if number is None or not incidents:
+            return False
+        key = f"{rec.key.split('.r')[0]}.fb"
+        if await escalation.record_page(
+            conn, key, rec.person, other, number, incidents, now, rec.step, rec.repeat
+        ):
+            for i in incidents:
+                await add_event(
+                    conn,
+                    i.id,
+                    now,
+                    "page",
+                    f"channel fallback: {other} to {rec.person} ({number})",
+                    {"key": key},
+                )
+            return True
+        return False
+
+    async def on_status(self, key: str, status: str, answered_by: str | None = None) -> bool:
+        """Record a provider status callback; returns False for an unknown page.
+
+        `completed` is never an ack (voicemail completes calls). A call ending no-answer,
+        busy, failed or canceled is redialled (`redial` times), then falls back to SMS and
+        the escalation moves to its next step now instead of waiting the full step time.
+        """
+        rec = await self.page(key)
+        if rec is None:
+            return False
+        status = status.strip().lower()
+        if rec.status == status or rec.status in FINAL or not status:
+            return True  # a replay, or a late intermediate status: nothing changes
+        now = self._clock.now()
+        verb = "call" if rec.channel == "voice" else "SMS"
+        text = f"{verb} to {rec.person}: {status}"
+        if answered_by:
+            text += f" (answered by {answered_by})"
+        if status == "completed" and rec.channel == "voice":
+            text += " — not an acknowledgement"
+        async with self._store.transaction() as conn:
+            await conn.execute(
+                "UPDATE paging_pages SET status=?, updated_at=? WHERE key=?", (status, now, key)
+            )
+            for i in rec.incident_ids:
+                await add_event(
+                    conn,
+                    i,
+                    now,
+                    "delivery",
+                    text,
+                    {"key": key, "status": status, "answered_by": answered_by},
+                )
+            if rec.channel == "voice" and status in CALL_FAILED:
+                await self._call_failed(conn, rec, now)
+            elif rec.channel == "sms" and status in SMS_FAILED:
+                await self._fallback(conn, rec, now)
+        if self.on_wake is not None:
+            self.on_wake()
+        return True
+
+    async def _call_failed(self, conn: aiosqlite.Connection, rec: PageRecord, now: float) -> None:
+        live = [i for i in [await load(conn, x) for x in rec.incident_ids] if i is not None]
+        live = [i for i in live if i.state is IncidentState.TRIGGERED]
+        if not live:
+            return
+        if rec.redials < self.paging.redial and rec.person is not None:
+            key = f"{rec.key.split('.r')[0]}.r{rec.redials + 1}"
+            if await escalation.record_page(
+                conn,
+                key,
+                rec.person,
+                "voice",
+                rec.number,
+                live,
+                now,
+                rec.step,
+                rec.repeat,
+                rec.redials + 1,
+            ):
+                for i in live:
+                    await add_event(
+                        conn,
+                        i.id,
+                        now,
+                        "page",
+                        f"redial {rec.redials + 1}/{self.paging.redial} of {rec.person}",
+                        {"key": key},
+                    )
+            return
+        await self._fallback(conn, rec, now)
+        if rec.step is None:
+            return
+        for i in live:
+            cur = await conn.execute(
+                "UPDATE paging_escalations SET next_fire_at=?, updated_at=? WHERE incident_id=? "
+                "AND state='active' AND step=? AND repeat=? AND next_fire_at > ?",
+                (now, now, i.id, rec.step + 1, rec.repeat, now),
+            )
+            if cur.rowcount:
+                await add_event(
+                    conn, i.id, now, "page", "call not answered: moving on to the next step now"
+                )
+
+    # ---- helpers for webhooks ----------------------------------------------------------
+
+    def person_by_number(self, number: str) -> str | None:
+        """The person key whose phone or SMS number is `number`."""
+        n = number.replace(" ", "")
+        for key, p in self.paging.people.items():
+            if n in (p.phone, p.sms):
+                return key
+        return None
+
+    async def incidents_of(self, rec: PageRecord) -> list[Incident]:
+        """The incidents a page is about."""
+        out = []
+        for i in rec.incident_ids:
+            inc = await load(self._store.reader, i)
+            if inc is not None:
+                out.append(inc)
+        return out
+
+    async def open_codes_paged_to(self, person: str) -> list[str]:
+        """Codes of unresolved incidents that were paged to `person`."""
+        async with self._store.reader.execute(
+            "SELECT DISTINCT i.code FROM paging_pages p "
+            "JOIN paging_page_incidents x ON x.key = p.key "
+            "JOIN incidents i ON i.id = x.incident_id "
+            "WHERE p.person=? AND i.state != 'resolved' ORDER BY i.code",
+            (person,),
+        ) as cur:
+            return [str(r[0]) for r in await cur.fetchall()]
+
+    async def seen(self, request_id: str) -> str | None:
+        """The reply already given to a webhook request id (replay), or None."""
+        async with self._store.reader.execute(
+            "SELECT reply FROM paging_webhook_seen WHERE id=?", (request_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def remember(self, request_id: str, reply: str) -> None:
+        """Remember the reply given to a webhook request id."""
+        async with self._store.transaction() as conn:
+            await conn.execute(
+                "INSERT OR IGNORE INTO paging_webhook_seen (id, at, reply) VALUES (?, ?, ?)",
+                (request_id, self._clock.now(), reply),
+            )
+
+    async def note(self, incident_ids: list[int], kind: str, text: str) -> None:
+        """Append a timeline event to several incidents (webhook actions)."""
+        now = self._clock.now()
+        async with self._store.transaction() as conn:
+            for i in incident_ids:
+                await add_event(conn, i, now, kind, text)

@@ -1,0 +1,191 @@
+"""Twilio webhooks: TwiML for calls, keypress and SMS acks, delivery status callbacks.
+
+Contract: `routes(pager, acker) -> list[aiohttp.web.RouteDef]`, POST only:
+    /twilio/voice/{key}    TwiML: the alert inside <Gather numDigits=1>
+    /twilio/gather/{key}   digits: 4 ack, 6 resolve, 9 repeat; the result is spoken back
+    /twilio/status/{key}   call/message status callbacks (recorded; completed is not an ack)
+    /twilio/sms            inbound replies `4 K7Q`, `ACK K7Q`, `6 K7Q`, `RESOLVE K7Q`
+Every request must carry a valid X-Twilio-Signature computed over the CONFIGURED public
+URL (daemon.public_url + path) and the POST parameters; otherwise 403 and nothing changes.
+Without a Twilio provider or a public URL every request is refused. A replayed keypress or
+SMS (same CallSid+digit / MessageSid) gets the first reply again and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+
+from nocd.incidents.model import IncidentState
+from paging import twiml
+from paging.acks import Acker, IncidentActionResult, digit_action, parse_reply
+from paging.messages import spell
+from paging.pager import Pager
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+XML = "application/xml"
+
+
+def _xml(body: str) -> web.Response:
+    return web.Response(text=body, content_type=XML)
+
+
+class _Webhooks:
+    def __init__(self, pager: Pager, acker: Acker) -> None:
+        self.pager = pager
+        self.acker = acker
+
+    async def validated(self, request: web.Request) -> dict[str, str] | None:
+        """The POST parameters when the signature is valid for the configured URL."""
+        provider = self.pager.paging.provider
+        base = self.pager.public_url
+        if provider.type != "twilio" or base is None:
+            return None
+        form = await request.post()
+        params = {k: str(v) for k, v in form.items()}
+        url = base + request.raw_path
+        signature = request.headers.get("X-Twilio-Signature", "")
+        validator = RequestValidator(provider.auth_token.get_secret_value())
+        if not signature or not validator.validate(url, params, signature):
+            log.warning(
+                "twilio webhook refused: bad signature", path=request.path, remote=request.remote
+            )
+            return None
+        return params
+
+    def guarded(
+        self, fn: Callable[[web.Request, dict[str, str]], Awaitable[web.Response]]
+    ) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            params = await self.validated(request)
+            if params is None:
+                return web.Response(status=403, text="invalid signature\n")
+            return await fn(request, params)
+
+        return handler
+
+    def _url(self, kind: str, key: str) -> str:
+        return f"{self.pager.public_url}/twilio/{kind}/{key}"
+
+    async def voice(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        key = request.match_info["key"]
+        rec = await self.pager.page(key)
+        if rec is None:
+            return _xml(twiml.confirm("This alert is no longer available. Goodbye."))
+        incidents = await self.pager.incidents_of(rec)
+        live = [i for i in incidents if i.state is IncidentState.TRIGGERED]
+        if not live:
+            done = ", ".join(f"{spell(i.code)} is {i.state.value}" for i in incidents)
+            return _xml(twiml.confirm(f"Incident {done}. Nothing to do. Goodbye."))
+        answered_by = params.get("AnsweredBy", "")
+        if answered_by.startswith("machine") or answered_by == "fax":
+            # Voicemail: leave the alert, which does not acknowledge anything.
+            await self.pager.note(
+                [i.id for i in live],
+                "delivery",
+                f"call to {rec.person} answered by {answered_by}: message "
+                "left, not an acknowledgement",
+            )
+            return _xml(twiml.say_only(rec.text + " Reply to the SMS to acknowledge.", 1))
+        return _xml(twiml.alert(rec.text, self._url("gather", key), self.pager.paging.speak_repeat))
+
+    async def gather(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        key = request.match_info["key"]
+        digits = params.get("Digits", "")
+        request_id = f"gather:{params.get('CallSid', '')}:{key}:{digits}"
+        replay = await self.pager.seen(request_id)
+        if replay is not None:
+            return _xml(replay)
+        rec = await self.pager.page(key)
+        if rec is None:
+            return _xml(twiml.confirm("This alert is no longer available. Goodbye."))
+        action = digit_action(digits)
+        if action == "repeat":
+            return _xml(twiml.redirect(self._url("voice", key)))
+        if action is None:
+            return _xml(twiml.redirect(self._url("voice", key), "Sorry, that key is not valid."))
+        by = rec.person or params.get("To", "unknown")
+        spoken = []
+        for inc in await self.pager.incidents_of(rec):
+            res = await self._act(action, inc.code, by, "voice")
+            spoken.append(_spoken(res, action))
+        reply = twiml.confirm(" ".join(spoken) + " Goodbye.")
+        await self.pager.remember(request_id, reply)
+        return _xml(reply)
+
+    async def status(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        key = request.match_info["key"]
+        status = params.get("CallStatus") or params.get("MessageStatus") or ""
+        known = await self.pager.on_status(key, status, params.get("AnsweredBy") or None)
+        return web.Response(status=200 if known else 404)
+
+    async def sms(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        request_id = f"sms:{params.get('MessageSid', '')}"
+        replay = await self.pager.seen(request_id)
+        if replay is not None:
+            return _xml(replay)
+        sender = params.get("From", "")
+        person = self.pager.person_by_number(sender)
+        if person is None:
+            log.warning("sms from unknown number ignored", sender=sender)
+            return _xml(twiml.sms_reply("nocd: this number is not an on-call contact."))
+        parsed = parse_reply(params.get("Body", ""))
+        if parsed is None:
+            text = "nocd: reply 4 CODE to acknowledge or 6 CODE to resolve, e.g. 4 K7Q."
+            return _xml(twiml.sms_reply(text))
+        action, ref = parsed
+        if ref is None:
+            ref = await self._only_open_incident(person)
+            if ref is None:
+                return _xml(twiml.sms_reply("nocd: which incident? Reply e.g. 4 K7Q."))
+        res = await self._act(action, ref, person, "sms")
+        reply = twiml.sms_reply(f"nocd: {_texted(res, action)}")
+        await self.pager.remember(request_id, reply)
+        return _xml(reply)
+
+    async def _act(self, action: str, ref: str, by: str, via: str) -> IncidentActionResult:
+        try:
+            if action == "ack":
+                return await self.acker.ack(ref, by, via)
+            return await self.acker.resolve(ref, by, via)
+        except Exception as exc:  # the caller still gets a spoken/texted answer
+            log.error("ack failed", ref=ref, action=action, error=str(exc))
+            return IncidentActionResult(False, ref, message="internal error, try again")
+
+    async def _only_open_incident(self, person: str) -> str | None:
+        codes = await self.pager.open_codes_paged_to(person)
+        return codes[0] if len(codes) == 1 else None
+
+
+def _spoken(res: IncidentActionResult, action: str) -> str:
+    verb = "acknowledged" if action == "ack" else "resolved"
+    if not res.ok:
+        return f"Incident {spell(res.ref)} could not be {verb}: {res.message}."
+    if not res.changed:
+        return f"Incident {spell(res.ref)} was already {res.state or verb}."
+    return f"Incident {spell(res.ref)} {verb}. Thank you."
+
+
+def _texted(res: IncidentActionResult, action: str) -> str:
+    verb = "acknowledged" if action == "ack" else "resolved"
+    if not res.ok:
+        return f"{res.ref} could not be {verb}: {res.message or 'unknown incident'}"
+    if not res.changed:
+        return f"{res.ref} was already {res.state or verb}"
+    return f"{res.ref} {verb}. Thank you."
+
+
+def routes(pager: Pager, acker: Acker) -> list[web.RouteDef]:
+    """The Twilio webhook routes (POST only, signature-checked)."""
+    w = _Webhooks(pager, acker)
+    return [
+        web.post("/twilio/voice/{key}", w.guarded(w.voice)),
+        web.post("/twilio/gather/{key}", w.guarded(w.gather)),
+        web.post("/twilio/status/{key}", w.guarded(w.status)),
+        web.post("/twilio/sms", w.guarded(w.sms)),
+    ]
