@@ -65,8 +65,7 @@ def facts(config: Config, incident: Incident) -> dict[str, str]:
                 out[key] = str(value)
         if site.contacts:
             out["contacts"] = "; ".join(
-                ", ".join(x for x in (c.name, c.role, c.phone, c.email) if x)
-                for c in site.contacts
+                ", ".join(x for x in (c.name, c.role, c.phone, c.email) if x) for c in site.contacts
             )
     devices = devices_of(config, incident)
     if devices:
@@ -114,6 +113,10 @@ def description(config: Config, incident: Incident) -> str:
         if m.reason:
             lines.append(f"  evidence: {m.reason}")
     if incident.resolved_at is not None:
-        lines += ["", f"Resolved {local(incident.resolved_at, zone)}"
-                  + (f" by {incident.resolved_by}" if incident.resolved_by else "") + "."]
+        lines += [
+            "",
+            f"Resolved {local(incident.resolved_at, zone)}"
+            + (f" by {incident.resolved_by}" if incident.resolved_by else "")
+            + ".",
+        ]
     return "\n".join(lines)

@@ -75,7 +75,7 @@ def context(incident: Incident, events: Sequence[TimelineEvent], config: Config)
         text, lower = ev.text.strip(), ev.text.strip().lower()
         for prefix, section in _NOTE_SECTIONS:
             if lower.startswith(prefix):
-                notes[section].append(text[len(prefix):].strip())
+                notes[section].append(text[len(prefix) :].strip())
                 break
         else:
             notes["notes"].append(f"{text} — {ev.data.get('by', 'unknown')}, {when(ev.at)}")

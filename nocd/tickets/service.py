@@ -251,9 +251,20 @@ class Tickets:
             {"ticket": t.id, "seq": t.seq, "action": action, "priority": t.priority},
         )
         view = TicketView(
-            t.id, incident.id, incident.code, t.fingerprint, t.title, t.description,
-            t.priority, str(t.status), t.opened_at, t.response_due, t.resolve_due,
-            incident.site, incident.customer, t.facts,
+            t.id,
+            incident.id,
+            incident.code,
+            t.fingerprint,
+            t.title,
+            t.description,
+            t.priority,
+            str(t.status),
+            t.opened_at,
+            t.response_due,
+            t.resolve_due,
+            incident.site,
+            incident.customer,
+            t.facts,
         )
         for name, cfg in self._config.tickets.sinks.items():
             if not cfg.enabled:
@@ -287,7 +298,10 @@ class Tickets:
             async with self._store.transaction() as conn:
                 await db.set_provider_id(conn, op.ticket.number, name, result, now)
                 await add_event(
-                    conn, op.ticket.incident_id, now, "ticket",
+                    conn,
+                    op.ticket.incident_id,
+                    now,
+                    "ticket",
                     f"ticket #{op.ticket.number} is {result} at {name}",
                     {"ticket": op.ticket.number, "sink": name, "provider_id": result},
                 )
@@ -302,4 +316,3 @@ def _met(t: Ticket) -> str:
     if delta <= 0:
         return f"Response target met ({format_duration(-delta)} to spare)."
     return f"Response target missed by {format_duration(delta)}."
-

@@ -77,9 +77,7 @@ class TicketOp:
     def from_payload(cls, data: dict[str, Any]) -> TicketOp:
         """Rebuild an op from its outbox payload."""
         view = TicketView(**data["ticket"])
-        return cls(
-            data["action"], data["seq"], data["key"], data["at"], data["comment"], view
-        )
+        return cls(data["action"], data["seq"], data["key"], data["at"], data["comment"], view)
 
     def delivering(self, provider_id: str | None, in_doubt: bool) -> TicketOp:
         """A copy carrying what the handler knows at delivery time."""

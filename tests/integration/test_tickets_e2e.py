@@ -50,7 +50,10 @@ async def test_one_ticket_everywhere_updated_in_place_across_a_restart(world: Wo
     await drain(world.worker, world.clock)
     world.clock.advance(1800)
     await world.event(
-        IncidentEventKind.RESOLVED, incident.id, state="resolved", resolved_at=world.clock.now(),
+        IncidentEventKind.RESOLVED,
+        incident.id,
+        state="resolved",
+        resolved_at=world.clock.now(),
         resolved_by="nocd",
     )
     await drain(world.worker, world.clock)

@@ -21,8 +21,19 @@ from tests.integration.tickets_world import MailServer
 
 T0 = 1_767_261_600.0
 VIEW = TicketView(
-    7, 42, "K7Q", "nocd-42-1767261600", "PBX unreachable at Main Street", "evidence: no SYN-ACK",
-    "P1", "open", T0, T0 + 900, None, "main-street", "acme",
+    7,
+    42,
+    "K7Q",
+    "nocd-42-1767261600",
+    "PBX unreachable at Main Street",
+    "evidence: no SYN-ACK",
+    "P1",
+    "open",
+    T0,
+    T0 + 900,
+    None,
+    "main-street",
+    "acme",
     {"site": "main-street", "serial": "SN-0001", "pbx_country": "FR"},
 )
 
@@ -94,7 +105,10 @@ async def test_starttls_auth_and_threading(
     server, cert = tls_server
     monkeypatch.setenv("NOCD_TEST_SMTP_PASS", "smtp-pass-77")
     cfg = sink_config(
-        server.port, security="starttls", ca_file=str(cert), username="noc@example.com",
+        server.port,
+        security="starttls",
+        ca_file=str(cert),
+        username="noc@example.com",
         password="${NOCD_TEST_SMTP_PASS}",
     )
     sink = mail.build(cfg)
@@ -114,7 +128,8 @@ async def test_starttls_auth_and_threading(
     assert "Serial: SN-0001" in body and "PBX country: FR" in body
     assert "Response due: 2026-01-01T10:15:00Z" in body
     assert server.envelopes[0] == (
-        "noc@example.com", ["helpdesk@example.com", "partner@example.com"]
+        "noc@example.com",
+        ["helpdesk@example.com", "partner@example.com"],
     )
 
 
@@ -124,7 +139,10 @@ async def test_wrong_password_retries_slowly_without_leaking(
     server, cert = tls_server
     monkeypatch.setenv("NOCD_TEST_SMTP_PASS", "wrong-pass-13")
     cfg = sink_config(
-        server.port, security="starttls", ca_file=str(cert), username="noc@example.com",
+        server.port,
+        security="starttls",
+        ca_file=str(cert),
+        username="noc@example.com",
         password="${NOCD_TEST_SMTP_PASS}",
     )
     with pytest.raises(DeliveryError) as err:

@@ -1,4 +1,4 @@
-"""Sink outages (SMTP down, webhook 5xx, Jira 429) delay ticket ops but never lose or double them."""
+"""Sink outages (SMTP down, webhook 5xx, Jira 429) delay ticket ops, never lose or double them."""
 
 from __future__ import annotations
 
@@ -34,9 +34,7 @@ async def outbox(world: World) -> dict[str, tuple[str, int, str | None, float]]:
 async def open_and_resolve(world: World) -> int:
     async with world.store.transaction() as conn:
         incident = await insert_incident(conn, severity=Severity.CRITICAL)
-        await world.tickets.on_incident(
-            conn, incident, IncidentEvent(IncidentEventKind.OPENED, T0)
-        )
+        await world.tickets.on_incident(conn, incident, IncidentEvent(IncidentEventKind.OPENED, T0))
     world.clock.advance(60)
     await world.event(
         IncidentEventKind.RESOLVED, incident.id, state="resolved", resolved_at=world.clock.now()
@@ -110,9 +108,7 @@ async def test_crash_mid_delivery_is_reconciled_not_doubled(world: World) -> Non
     await world.mail.start(world.smtp_port)
     async with world.store.transaction() as conn:
         incident = await insert_incident(conn)
-        await world.tickets.on_incident(
-            conn, incident, IncidentEvent(IncidentEventKind.OPENED, T0)
-        )
+        await world.tickets.on_incident(conn, incident, IncidentEvent(IncidentEventKind.OPENED, T0))
     await drain(world.worker, world.clock)
     # Simulate the crash: the key was never stored and the row is back to 'sending'.
     async with world.store.transaction() as conn:

@@ -49,9 +49,12 @@ class MailServer:
         self.envelopes.append((str(envelope.mail_from), list(envelope.rcpt_tos)))
         return "250 OK"
 
-    def _auth(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+    def _auth(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
         ok = isinstance(data, LoginPassword) and self.credentials == (
-            data.login.decode(), data.password.decode()
+            data.login.decode(),
+            data.password.decode(),
         )
         return AuthResult(success=ok, handled=False)  # handled=True means "I replied already"
 
@@ -173,7 +176,9 @@ async def set_incident(conn: aiosqlite.Connection, inc_id: int, **cols: Any) -> 
     return incident
 
 
-async def drain(worker: OutboxWorker, clock: FakeClock, rounds: int = 40, step: float = 1.0) -> None:
+async def drain(
+    worker: OutboxWorker, clock: FakeClock, rounds: int = 40, step: float = 1.0
+) -> None:
     """Run the worker until nothing is pending (moving the fake clock past backoffs)."""
     for _ in range(rounds):
         await worker.run_once()
