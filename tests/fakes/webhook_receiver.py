@@ -19,6 +19,7 @@ class Received:
     event: str
     body: dict[str, Any]
     raw: bytes
+    signature: str
 
 
 @dataclass
@@ -51,7 +52,9 @@ class WebhookReceiver:
             self.duplicates += 1
         else:
             body = json.loads(raw)
-            self.accepted.append(Received(key, request.headers.get("X-Nocd-Event", ""), body, raw))
+            event = request.headers.get("X-Nocd-Event", "")
+            sig = request.headers["X-Nocd-Signature"]
+            self.accepted.append(Received(key, event, body, raw, sig))
         fp = json.loads(raw)["ticket"]["fingerprint"]
         return web.json_response({"id": f"HD-{fp}"}, status=201)
 
