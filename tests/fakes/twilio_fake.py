@@ -81,6 +81,7 @@ class FakeTwilio:
         self._session: aiohttp.ClientSession | None = None
         self.base_url = ""
         self.last_twiml: dict[str, str] = {}
+        self.last_post: tuple[str, dict[str, str], str] = ("", {}, "")
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -319,10 +320,16 @@ class FakeTwilio:
             raise ValueError(f"{public} is not under the public URL {self.public_url}")
         local = self.webhook_base.rstrip("/") + public[len(self.public_url) :]
         sig = self.sign(public, params) if signature is None else signature
+        self.last_post = (public, dict(params), sig)
         async with self._session.post(
             local, data=params, headers={"X-Twilio-Signature": sig}
         ) as resp:
             return resp.status, await resp.text()
+
+    async def replay_last(self) -> tuple[int, str]:
+        """Send the last webhook request again, byte for byte (a replay attack)."""
+        public, params, sig = self.last_post
+        return await self.post_webhook(public, params, sig)
 
     def _call_params(self, r: Resource, status: str) -> dict[str, str]:
         return {
