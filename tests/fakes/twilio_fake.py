@@ -76,6 +76,8 @@ class FakeTwilio:
         self.messages: dict[str, Resource] = {}
         self.mode = "ok"  # ok | 429 | 500 | timeout | reset | reset_after_create
         self.mode_count: int | None = None  # None: until changed; N: the next N requests
+        # "call:+1555…" / "message:+1555…" → (Twilio error code, message): a 400 on create
+        self.reject: dict[str, tuple[int, str]] = {}
         self._hang = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -207,7 +209,7 @@ class FakeTwilio:
             "uri": f"{API.format(account=self.account_sid)}/Messages/{r.sid}.json",
         }
 
-    def _check_numbers(self, form: dict[str, Any]) -> web.Response | None:
+    def _check_numbers(self, form: dict[str, Any], kind: str) -> web.Response | None:
         to, frm = str(form.get("To", "")), str(form.get("From", ""))
         if not to:
             return self._error(400, 21201, "No 'To' number is specified")
@@ -215,6 +217,9 @@ class FakeTwilio:
             return self._error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         if not frm:
             return self._error(400, 21603, "A 'From' phone number is required.")
+        if f"{kind}:{to}" in self.reject:
+            code, message = self.reject[f"{kind}:{to}"]
+            return self._error(400, code, message)
         return None
 
     async def _create(self, request: web.Request, kind: str) -> web.StreamResponse:
@@ -222,7 +227,7 @@ class FakeTwilio:
         if early is not None:
             return early
         form = self.requests[-1].form
-        bad = self._check_numbers(form)
+        bad = self._check_numbers(form, kind)
         if bad is not None:
             return bad
         if kind == "call" and not (form.get("Url") or form.get("Twiml")):
