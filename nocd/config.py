@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
@@ -79,9 +80,11 @@ class Config(Strict):
     paging: PagingConfig = PagingConfig()
     api: ApiConfig = ApiConfig()
 
+    @cached_property
+    def checks_by_name(self) -> dict[str, CheckConfig]:
+        """Checks indexed by name (built once; the config is immutable)."""
+        return {c.name: c for c in self.checks}
+
     def check(self, name: str) -> CheckConfig:
         """The check named `name` (KeyError when unknown)."""
-        for c in self.checks:
-            if c.name == name:
-                return c
-        raise KeyError(name)
+        return self.checks_by_name[name]

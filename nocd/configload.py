@@ -131,17 +131,28 @@ def parse_yaml(text: str, file: str) -> Any:
         raise ConfigError([ConfigIssue(file, None, "", f"YAML error: {exc}")]) from None
 
 
+def _fast_parse(text: str, file: str) -> Any:
+    """Parse with the C-accelerated safe loader (YAML 1.2); lines are found only on error."""
+    yaml = YAML(typ="safe")
+    yaml.version = (1, 2)
+    try:
+        return yaml.load(text)
+    except YAMLError:
+        return parse_yaml(text, file)  # the round-trip parser reports the syntax error
+
+
 def load_text(text: str, file: str = "<config>") -> Config:
     """Validate YAML text into a Config, raising ConfigError with every issue found."""
-    doc = parse_yaml(text, file)
-    if doc is None:
-        doc = CommentedMap()
-    if not isinstance(doc, dict):
+    data = _fast_parse(text, file)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(file, 1, "", "the config must be a mapping of sections")])
-    data = _plain(doc)
+    data = _plain(data)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
+        doc = parse_yaml(text, file)  # round-trip parse only now, for line numbers
         issues = []
         for err in exc.errors():
             loc = _pydantic_loc(data, err["loc"])
@@ -149,6 +160,7 @@ def load_text(text: str, file: str = "<config>") -> Config:
         raise ConfigError(issues) from None
     problems = list(cross_references(cfg))
     if problems:
+        doc = parse_yaml(text, file)
         raise ConfigError(
             [ConfigIssue(file, _line_of(doc, loc), format_path(loc), msg) for loc, msg in problems]
         )

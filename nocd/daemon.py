@@ -21,6 +21,8 @@ from nocd import __version__
 from nocd.clock import Clock, SystemClock
 from nocd.config import Config
 from nocd.configload import ConfigError, load_file
+from nocd.incidents.actions import IncidentActions
+from nocd.incidents.engine import IncidentEngine
 from nocd.metrics import Metrics
 from nocd.outbox import OutboxWorker
 from nocd.pipeline import Pipeline
@@ -54,6 +56,8 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.scheduler: Scheduler | None = None
         self.outbox: OutboxWorker | None = None
+        self.engine: IncidentEngine | None = None
+        self.actions: IncidentActions | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
@@ -70,6 +74,11 @@ class Daemon:
         self.metrics.store_ok.set(1)
         self.pipeline = Pipeline(self.store, self.clock, self.metrics)
         loaded = await self.pipeline.load()
+        self.engine = IncidentEngine(cfg, self.pipeline, self.clock, self.metrics)
+        await self.engine.load(self.store.reader)
+        self.pipeline.handlers.append(self.engine.handle)
+        self.actions = IncidentActions(self.store, self.engine, self.clock)
+        self.reload_hooks.append(self.engine.set_config)
         self.outbox = OutboxWorker(self.store, self.clock)
         recovered = await self.outbox.recover()
         self.scheduler = Scheduler(
@@ -84,6 +93,7 @@ class Daemon:
         self._spawn(self.pipeline.run(), "pipeline")
         self._spawn(self.outbox.run(), "outbox")
         self._spawn(self._watchdog(), "watchdog")
+        self._spawn(self._housekeeping(), "housekeeping")
         self.metrics.reload_ok.set(1)
         self.metrics.reload_ts.set(time.time())
         self.notifier.ready()
@@ -162,6 +172,20 @@ class Daemon:
                 self.notifier.watchdog()
             self._refresh_gauges()
             await asyncio.sleep(period)
+
+    async def _housekeeping(self, period: float = 1.0) -> None:
+        """Once a second: hold-down resolves, outbox gauge."""
+        assert self.store is not None and self.engine is not None and self.outbox is not None
+        while True:
+            await asyncio.sleep(period)
+            try:
+                async with self.store.transaction() as conn:
+                    await self.engine.tick(conn)
+                self.metrics.outbox_pending.set(await self.outbox.pending())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("housekeeping failed", error=str(exc))
 
     def _refresh_gauges(self) -> None:
         if self.scheduler is not None:

@@ -94,10 +94,11 @@ _COLS = (
 
 async def load(conn: aiosqlite.Connection, ref: int | str) -> Incident | None:
     """Load an incident by numeric id or by code (case-insensitive)."""
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+    arg: int | str
+    if isinstance(ref, int) or ref.isdigit():
         where, arg = "id=?", int(ref)
     else:
-        where, arg = "code=?", ref.upper()
+        where, arg = "code=?", ref.strip().upper()
     async with conn.execute(f"SELECT {_COLS} FROM incidents WHERE {where}", (arg,)) as cur:
         row = await cur.fetchone()
     if row is None:
