@@ -8,6 +8,7 @@ Delivery is at-least-once; keys make a second enqueue of the same operation a no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import Awaitable, Callable
@@ -190,10 +191,10 @@ class OutboxWorker:
             except Exception as exc:
                 log.error("outbox worker error", error=str(exc))
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), poll)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (see scheduler).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(poll):
+                    await self._wake.wait()
 
     async def pending(self) -> int:
         """Rows not yet delivered."""

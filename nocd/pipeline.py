@@ -8,6 +8,7 @@ interval never queue behind one-row commits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -200,10 +201,10 @@ class Pipeline:
         while True:
             self._kick.clear()
             await self.flush()
-            try:
-                await asyncio.wait_for(self._kick.wait(), period)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (see scheduler).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(period):
+                    await self._kick.wait()
             # Let a burst of transitions from one tick accumulate into one transaction.
             await asyncio.sleep(0.05)
 

@@ -9,6 +9,7 @@ name), and dispatches all due probes in one pass per tick.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import heapq
 from collections.abc import Callable, Sequence
@@ -117,10 +118,11 @@ class Scheduler:
                     self._start(cfg, entry)
                 sleep = 1.0 if not heap else min(1.0, max(self._tick, heap[0].due - now))
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), sleep)
-                except TimeoutError:
-                    pass
+                # Not asyncio.wait_for: on 3.11 it swallows a cancel that lands just as the
+                # event is set (set_checks/run_now, then stop), and the task never ends.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(sleep):
+                        await self._wake.wait()
         finally:
             self.running = False
 
