@@ -29,7 +29,12 @@ from nocd.pipeline import Pipeline
 from nocd.scheduler import Scheduler
 from nocd.sdnotify import Notifier
 from nocd.store import Store
+from nocd.tickets.service import Tickets
 from nocd.web import health
+from nocd.wiring import PagingAcker, ical_shifts
+from paging import webhooks as twilio_webhooks
+from paging.notifiers import build_notifier
+from paging.pager import Pager
 
 log = structlog.get_logger(__name__)
 
@@ -45,11 +50,13 @@ class Daemon:
         config_path: Path | None = None,
         clock: Clock | None = None,
         notifier: Notifier | None = None,
+        twilio_base_url: str | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
+        self.twilio_base_url = twilio_base_url  # tests point the Twilio client at a fake
         self.registry = CollectorRegistry(auto_describe=True)
         self.metrics = Metrics(self.registry, __version__)
         self.store: Store | None = None
@@ -58,6 +65,8 @@ class Daemon:
         self.outbox: OutboxWorker | None = None
         self.engine: IncidentEngine | None = None
         self.actions: IncidentActions | None = None
+        self.tickets: Tickets | None = None
+        self.pager: Pager | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
@@ -80,6 +89,8 @@ class Daemon:
         self.actions = IncidentActions(self.store, self.engine, self.clock)
         self.reload_hooks.append(self.engine.set_config)
         self.outbox = OutboxWorker(self.store, self.clock)
+        self._start_tickets(cfg)
+        self._start_paging(cfg)
         recovered = await self.outbox.recover()
         self.scheduler = Scheduler(
             self.pipeline.on_result,
@@ -94,6 +105,7 @@ class Daemon:
         self._spawn(self.outbox.run(), "outbox")
         self._spawn(self._watchdog(), "watchdog")
         self._spawn(self._housekeeping(), "housekeeping")
+        self._spawn(self._paging_loop(), "paging")
         self.metrics.reload_ok.set(1)
         self.metrics.reload_ts.set(time.time())
         self.notifier.ready()
@@ -147,6 +159,8 @@ class Daemon:
         app = web.Application(client_max_size=1 << 20)
         app.router.add_get("/metrics", make_aiohttp_handler(self.registry))
         app.add_routes(health.routes(self.readiness))
+        if self.pager is not None and self.actions is not None:
+            app.add_routes(twilio_webhooks.routes(self.pager, PagingAcker(self.actions)))
         return app
 
     def readiness(self) -> dict[str, bool]:
@@ -171,6 +185,57 @@ class Daemon:
             if self.scheduler_alive():
                 self.notifier.watchdog()
             self._refresh_gauges()
+            await asyncio.sleep(period)
+
+    def _start_tickets(self, cfg: Config) -> None:
+        assert self.engine is not None and self.store is not None
+        self.tickets = Tickets(cfg, self.store, self.clock)
+        self.engine.subscribe(self.tickets, pages=False)
+        self._register_ticket_handlers()
+        self.reload_hooks.append(self.tickets.reload)
+        self.reload_hooks.append(lambda _cfg: self._register_ticket_handlers())
+
+    def _register_ticket_handlers(self) -> None:
+        assert self.tickets is not None and self.outbox is not None
+        for kind, handler in self.tickets.handlers().items():
+            if not self.outbox.has_handler(kind):  # a sink added by a reload
+                self.outbox.register(kind, handler)
+
+    def _start_paging(self, cfg: Config) -> None:
+        assert self.engine is not None and self.store is not None and self.outbox is not None
+        notifier = build_notifier(cfg.paging.provider, base_url=self.twilio_base_url)
+        if notifier.dry_run:
+            log.warning("paging in DRY-RUN mode: no provider credentials; pages are only logged")
+        self.pager = Pager(
+            self.store,
+            cfg.paging,
+            cfg.support_hours,
+            notifier,
+            self.clock,
+            cfg.daemon.public_url,
+            ical_shifts(cfg),
+        )
+        self.pager.on_wake = self.outbox.wake
+        self.engine.subscribe(self.pager, pages=True)
+        self.outbox.register("notify", self.pager.deliver_notify)
+        self.outbox.register("digest", self.pager.deliver_digest)
+        pager = self.pager
+        self.reload_hooks.append(
+            lambda c: pager.configure(
+                c.paging, c.support_hours, c.daemon.public_url, ical_shifts(c)
+            )
+        )
+
+    async def _paging_loop(self, period: float = 1.0) -> None:
+        """Fire due escalation steps and digests once a second (persisted deadlines)."""
+        assert self.pager is not None
+        while True:
+            try:
+                await self.pager.run_due(self.clock.now())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a store hiccup must not end paging
+                log.error("paging loop failed; retrying", error=str(exc))
             await asyncio.sleep(period)
 
     async def _housekeeping(self, period: float = 1.0) -> None:
@@ -264,6 +329,8 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
         await close_all()
+        if self.pager is not None:
+            await self.pager.notifier.close()
         if self.store is not None:
             await self.store.close()
         log.info("nocd stopped", probes_cancelled=cancelled)
