@@ -249,7 +249,7 @@ class Daemon:
                 self.metrics.outbox_pending.set(await self.outbox.pending())
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - keep going; the next pass retries
                 log.error("housekeeping failed", error=str(exc))
 
     def _refresh_gauges(self) -> None:
@@ -281,7 +281,7 @@ class Daemon:
             )
             self.notifier.ready()
             return False
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a reload bug must not take the daemon down
             self.metrics.reload_ok.set(0)
             log.error("config reload failed; keeping the running config", error=repr(exc))
             self.notifier.ready()
