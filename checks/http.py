@@ -139,7 +139,7 @@ async def probe(cfg: Config, deadline: float) -> Observation:
         return Observation.failed(
             FailureClass.PROTOCOL, "server closed the connection", time.perf_counter() - start
         )
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a probe never raises (design rule)
         fc, detail = classify_exception(exc)
         return Observation.failed(fc, detail, time.perf_counter() - start)
 

@@ -44,5 +44,5 @@ async def close_all() -> None:
     for close in closers.values():
         try:
             await close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - shutdown must close the rest regardless
             pass

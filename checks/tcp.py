@@ -78,7 +78,7 @@ async def probe(cfg: Config, deadline: float) -> Observation:
                 pass
     except asyncio.CancelledError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a probe never raises (design rule)
         fc, detail = classify_exception(exc)
         return Observation.failed(fc, detail, time.perf_counter() - start)
     address = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)

@@ -121,7 +121,7 @@ def _adhoc_check(what: str, target: str | None, timeout: str) -> CheckConfig:
                 "interval": max(30, _seconds(timeout)),
             }
         )
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - report start-up failures in one clear line
         raise SystemExit(f"nocd probe: invalid {what} check: {exc}") from None
 
 

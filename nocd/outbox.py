@@ -143,7 +143,7 @@ class OutboxWorker:
             except DeliveryError as exc:
                 await self._failed(item, exc.reason, exc.retryable, exc.retry_after)
                 return
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a handler bug or store hiccup must not lose the row or stop delivery
                 await self._failed(item, f"{type(exc).__name__}: {exc}", True, None)
                 return
         now = self._clock.now()
@@ -188,7 +188,7 @@ class OutboxWorker:
                     pass
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a handler bug or store hiccup must not lose the row or stop delivery
                 log.error("outbox worker error", error=str(exc))
             self._wake.clear()
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (see scheduler).

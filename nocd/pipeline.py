@@ -113,7 +113,7 @@ class Pipeline:
         else:
             try:
                 verdict = get_check_type(cfg.type).evaluate(obs, cfg)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a judging bug or a full disk must not stop the pipeline; changes are kept
                 log.error("evaluate raised", check=cfg.name, error=repr(exc))
                 verdict = Verdict(Severity.UNKNOWN, FailureClass.INTERNAL, f"evaluate error: {exc}")
         self.results[cfg.name] = Result(obs, verdict, now)
@@ -184,7 +184,7 @@ class Pipeline:
             self._dirty |= dirty
             self._changes[:0] = changes
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a judging bug or a full disk must not stop the pipeline; changes are kept
             self._dirty |= dirty
             self._changes[:0] = changes
             self.flush_errors += 1

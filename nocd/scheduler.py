@@ -144,7 +144,7 @@ class Scheduler:
             obs = await run_probe(cfg, deadline)
         try:
             delay = self._on_result(cfg, obs, lateness)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a probe or result bug must not stop the schedule
             log.error("result handling failed", check=cfg.name, error=repr(exc))
             delay = None
         if self._gen.get(cfg.name) != generation:
@@ -157,6 +157,9 @@ class Scheduler:
         if nxt < now:  # fell behind (overload): resume paced instead of bursting
             nxt = now + spread_offset(cfg.name, min(current.interval, 1.0))
         self._push(cfg.name, nxt)
+        if self._heap[0].seq == self._seq:
+            # Now the earliest entry: the dispatcher may be sleeping past it (up to 1 s).
+            self._wake.set()
 
     async def drain(self, grace: float) -> int:
         """Wait up to `grace` seconds for in-flight probes, cancel the rest; returns cancelled."""
@@ -186,6 +189,6 @@ async def run_probe(cfg: CheckConfig, deadline: float) -> Observation:
         )
     except asyncio.CancelledError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a probe or result bug must not stop the schedule
         log.error("probe raised", check=cfg.name, error=repr(exc))
         return Observation.failed(FailureClass.INTERNAL, f"probe error: {exc!r}")

@@ -476,7 +476,7 @@ class IncidentEngine:
         await conn.execute("SAVEPOINT listener")
         try:
             await listener.on_incident(conn, incident, event)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one listener's bug must not cost the incident or the others
             await conn.execute("ROLLBACK TO listener")
             log.error(
                 "incident listener failed",
