@@ -108,7 +108,7 @@ class Store:
             except BaseException:
                 try:
                     await self._db.execute("ROLLBACK")
-                except Exception:
+                except Exception:  # noqa: BLE001 - the original error matters more than the rollback
                     pass
                 raise
             try:
@@ -116,7 +116,7 @@ class Store:
             except Exception as exc:
                 try:
                     await self._db.execute("ROLLBACK")
-                except Exception:
+                except Exception:  # noqa: BLE001 - the original error matters more than the rollback
                     pass
                 raise StoreError(f"commit failed: {exc}") from exc
 
