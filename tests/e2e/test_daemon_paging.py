@@ -158,7 +158,7 @@ async def test_critical_at_2am_saturday_pages_on_call_and_keypress_4_acks(start:
 
 
 async def test_no_ack_escalates_to_the_next_step_at_the_configured_time(start: Start) -> None:
-    daemon, fake, clock = await start(datetime(2026, 1, 10, 2, 0, tzinfo=NY))
+    _daemon, fake, clock = await start(datetime(2026, 1, 10, 2, 0, tzinfo=NY))
     await wait_for(lambda: len(fake.creates("call")) == 1)
     clock.advance(9 * 60 + 50)  # ten seconds before the step's wait ends
     await asyncio.sleep(2.5)
