@@ -71,7 +71,7 @@ def check_calendar(cal: CalendarConfig) -> None:
             _holiday_set(src.country, src.subdivision, 2026)
         except NotImplementedError:
             raise ValueError(f"unknown holiday country {src.country!r}") from None
-        except Exception as exc:  # holidays raises varied types for bad subdivisions
+        except Exception as exc:  # noqa: BLE001 - holidays raises varied types
             raise ValueError(f"invalid holidays {src.country}/{src.subdivision}: {exc}") from None
 
 

@@ -13,6 +13,7 @@ Webhooks (paging.webhooks) use `page`, `on_status`, `person_by_number`, `seen`/`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -39,6 +40,14 @@ log = structlog.get_logger(__name__)
 CALL_FAILED = frozenset({"no-answer", "busy", "failed", "canceled"})
 SMS_FAILED = frozenset({"failed", "undelivered"})
 FINAL = CALL_FAILED | SMS_FAILED | {"completed", "delivered", "cancelled"}
+
+
+_REDIAL = re.compile(r"\.r\d+$")
+
+
+def _base_key(key: str) -> str:
+    """The page key without a redial suffix (`….voice.r2` → `….voice`)."""
+    return _REDIAL.sub("", key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +380,7 @@ class Pager:
         incidents = [i for i in incidents if i.state is IncidentState.TRIGGERED]
         if number is None or not incidents:
             return False
-        key = f"{rec.key.split('.r')[0]}.fb"
+        key = f"{_base_key(rec.key)}.fb"
         if await escalation.record_page(
             conn, key, rec.person, other, number, incidents, now, rec.step, rec.repeat
         ):
@@ -434,7 +443,7 @@ class Pager:
         if not live:
             return
         if rec.redials < self.paging.redial and rec.person is not None:
-            key = f"{rec.key.split('.r')[0]}.r{rec.redials + 1}"
+            key = f"{_base_key(rec.key)}.r{rec.redials + 1}"
             if await escalation.record_page(
                 conn,
                 key,

@@ -78,7 +78,7 @@ def parse_ical(text: str | bytes, people: dict[str, Person]) -> IcalShifts:
     """Parse an iCal document (feed body or file); raises ValueError when it is not iCal."""
     try:
         cal = icalendar.Calendar.from_ical(text)
-    except Exception as exc:  # icalendar raises bare ValueError/KeyError on garbage
+    except Exception as exc:  # noqa: BLE001 - icalendar raises varied types on garbage
         raise ValueError(f"not an iCalendar document: {exc}") from None
     return IcalShifts(cal, people)
 

@@ -155,7 +155,7 @@ class TwilioNotifier:
                 msg_kwargs["status_callback"] = page.status_url
             msg = await api.messages.create_async(**msg_kwargs)
             return str(msg.sid)
-        except Exception as exc:  # every failure is classified, never leaked raw
+        except Exception as exc:  # noqa: BLE001 - every failure is classified, never raw
             err = _classify(exc, f"{page.channel} to {page.to}")
             log.warning(
                 "twilio send failed", key=page.key, reason=err.reason, retryable=err.retryable
@@ -191,7 +191,7 @@ class TwilioNotifier:
                 if t is not None and t >= after and m.sid not in exclude and m.body == page.text:
                     return str(m.sid)
             return None
-        except Exception as exc:  # cannot reconcile: do not resend blindly, retry later
+        except Exception as exc:  # noqa: BLE001 - cannot reconcile: retry, never resend blindly
             raise _classify(exc, "reconcile") from None
 
     async def status(self, channel: Channel, provider_id: str) -> str | None:
@@ -201,7 +201,7 @@ class TwilioNotifier:
             if channel == "voice":
                 return str((await api.calls(provider_id).fetch_async()).status)
             return str((await api.messages(provider_id).fetch_async()).status)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - classified like a send
             raise _classify(exc, "status") from None
 
     async def close(self) -> None:

@@ -153,7 +153,7 @@ class _Webhooks:
             if action == "ack":
                 return await self.acker.ack(ref, by, via)
             return await self.acker.resolve(ref, by, via)
-        except Exception as exc:  # the caller still gets a spoken/texted answer
+        except Exception as exc:  # noqa: BLE001 - the caller still gets an answer
             log.error("ack failed", ref=ref, action=action, error=str(exc))
             return IncidentActionResult(False, ref, message="internal error, try again")
 
