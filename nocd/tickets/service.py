@@ -225,6 +225,23 @@ class Tickets:
         await self._record(conn, t, incident, "close", "closed", text, by, now)
         return True
 
+    async def comment(
+        self,
+        conn: aiosqlite.Connection,
+        incident: Incident,
+        at: float,
+        kind: str,
+        text: str,
+        by: str = "nocd",
+    ) -> bool:
+        """Comment on the incident's ticket (e.g. kind "escalation"); False without a ticket."""
+        # For changes that are not incident events (paging escalations); sent like updates.
+        t = await db.by_incident(conn, incident.id)
+        if t is None or not self._config.tickets.enabled:
+            return False
+        await self._record(conn, t, incident, "update", kind, text, by, at)
+        return True
+
     # ---- recording and delivery ------------------------------------------------------------
 
     async def _record(

@@ -249,3 +249,20 @@ async def test_handlers_follow_reloads(store: Store, config: Config) -> None:
         await handler(OutboxItem(1, key, kind, payload, inc, 1))
     assert not err.value.retryable and "'hook' is not configured" in err.value.reason
     assert tickets.handlers() == {}
+
+
+async def test_escalation_comment_goes_to_the_sinks(store: Store, config: Config) -> None:
+    tickets = Tickets(config, store, FakeClock(T0))
+    inc = await new_incident(store, Severity.CRITICAL)
+    async with store.transaction() as conn:
+        assert not await tickets.comment(conn, inc, T0, "escalation", "no ticket yet")
+        await tickets.on_incident(conn, inc, IncidentEvent(IncidentEventKind.OPENED, T0))
+        text = "Escalated to step 2: calling bob (+1 555 0102)"
+        assert await tickets.comment(conn, inc, T0 + 600, "escalation", text)
+    t = await db.by_incident(store.reader, inc.id)
+    assert t is not None
+    last = (await db.comments(store.reader, t.id))[-1]
+    assert (last.seq, last.kind, last.text) == (2, "escalation", text)
+    rows = await outbox_rows(store)
+    assert rows[-1][0] == outbox_key(inc.id, "hook", 2)
+    assert TicketOp.from_payload(rows[-1][2]).comment == text
