@@ -49,7 +49,7 @@ class TrapUser(V3Credentials):
 class TrapListenerConfig(Strict):
     """Where the trap receiver listens and whom it accepts (communities and keys are secrets)."""
 
-    listen: str = "0.0.0.0:162"
+    listen: str = "0.0.0.0:1162"  # unprivileged by default: the hardened unit has no capabilities
     communities: tuple[Secret, ...] = ()
     v3_users: tuple[TrapUser, ...] = ()
     engine_id: str | None = Field(None, description="our engine ID (hex); stable for informs")
