@@ -91,12 +91,9 @@ async def probe(cfg: Config, deadline: float) -> Observation:
                 allow_redirects=cfg.follow_redirects,
                 max_redirects=cfg.max_redirects,
             ) as resp:
-                body = b""
-                if cfg.body_regex is not None:
-                    body = await resp.content.read(MAX_BODY)
-                else:
-                    # Drain (bounded) so the server sees a complete exchange.
-                    await resp.content.read(MAX_BODY)
+                # Read to the end (bounded): the whole body for the regex, and a body cut
+                # short of its Content-Length is a broken reply, not a success.
+                body = await _read_body(resp)
                 elapsed = time.perf_counter() - start
                 values = {"status": resp.status, "url": str(resp.url)}
                 if resp.status not in cfg.expect_status:
@@ -142,6 +139,19 @@ async def probe(cfg: Config, deadline: float) -> Observation:
     except Exception as exc:  # noqa: BLE001 - a probe never raises (design rule)
         fc, detail = classify_exception(exc)
         return Observation.failed(fc, detail, time.perf_counter() - start)
+
+
+async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
+    # content.read(n) returns as soon as some bytes arrive, not n bytes: loop to EOF.
+    chunks: list[bytes] = []
+    size = 0
+    while size < MAX_BODY:
+        chunk = await resp.content.read(MAX_BODY - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _status_class(status: int) -> FailureClass:
