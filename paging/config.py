@@ -117,13 +117,28 @@ class Schedule(Strict):
     layers: tuple[Layer, ...] = ()
     overrides: tuple[Override, ...] = ()
     ical_file: Path | None = Field(
-        None, description="iCal shifts whose SUMMARY (or ATTENDEE) names a person key"
+        None, description="iCal shifts whose SUMMARY names a person key or name"
     )
+    ical_url: str | None = Field(None, description="an iCal feed of shifts, fetched periodically")
+    ical_refresh: Duration = Field(900.0, ge=60.0)
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, v: str) -> str:
         return check_zone(v)
+
+    @field_validator("ical_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("ical_url must be an http(s):// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _one_ical(self) -> Schedule:
+        if self.ical_file is not None and self.ical_url is not None:
+            raise ValueError("give ical_file or ical_url, not both")
+        return self
 
 
 class Step(Strict):

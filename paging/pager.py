@@ -100,6 +100,10 @@ class Pager:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.ical = dict(ical or {})
 
+    def set_ical(self, ical: Mapping[str, IcalShifts]) -> None:
+        """Swap in freshly fetched iCal shifts (see paging.ical_feed.IcalFeeds)."""
+        self.ical = dict(ical)
+
     @property
     def notifier(self) -> Notifier:
         """The configured notifier."""
