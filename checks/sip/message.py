@@ -173,7 +173,11 @@ def parse(data: bytes, *, datagram: bool = True) -> SipMessage:
     if end < 0:
         raise SipParseError("no blank line ending the headers")
     head = data[:end].decode("utf-8", "replace")
-    lines = _LINES.split(_FOLD.sub(" ", head).rstrip("\r\n"))
+    if "\n " in head or "\n\t" in head:
+        head = _FOLD.sub(" ", head)
+    head = head.rstrip("\r\n")
+    # Fast path for the usual CRLF-only message; bare LFs (tolerated) take the regex.
+    lines = head.split("\r\n") if head.count("\n") == head.count("\r\n") else _LINES.split(head)
     if len(lines) > MAX_HEADERS:
         raise SipParseError("too many header lines")
     msg = _start_line(lines[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field
@@ -19,9 +20,9 @@ from checks.sip.common import (
     peer_software,
     status_failure,
 )
-from checks.sip.message import build_request, new_branch, new_token
-from checks.sip.resolve import Destination, parse_uri
-from checks.sip.transport import Channel
+from checks.sip.message import SipMessage, build_request, new_token
+from checks.sip.resolve import Destination, literal_destination, parse_uri
+from checks.sip.transport import local_ip_for, udp_endpoint
 from nocd.model import FailureClass, Observation, Severity, Verdict
 
 
@@ -36,64 +37,105 @@ class Config(SipCheckConfig):
     from_user: str = "nocd"
 
 
-def _request(cfg: Config, channel: Channel, branch: str) -> bytes:
-    uri = parse_uri(cfg.target)
-    host, port = channel.local
-    local = f"[{host}]" if ":" in host else host
+@lru_cache(maxsize=65536)
+def _template(target: str, from_user: str, transport: str, local: str, port: int) -> str:
+    """The request with `{b}` (branch) and `{t}` (tag/Call-ID token) left to fill per probe."""
+    uri = parse_uri(target)
+    host = f"[{local}]" if ":" in local else local
     # Request-URI without URI headers; params like ;transport= stay (RFC 3261 §19.1.5).
-    ruri = cfg.target.split("?", 1)[0]
-    return build_request(
+    ruri = target.split("?", 1)[0]
+    data = build_request(
         "OPTIONS",
         ruri,
-        via=f"SIP/2.0/{channel.transport} {local}:{port};branch={branch};rport",
-        from_=f"<sip:{cfg.from_user}@{local}>;tag={new_token()}",
+        via=f"SIP/2.0/{transport} {host}:{port};branch=z9hG4bK{{b}};rport",
+        from_=f"<sip:{from_user}@{host}>;tag={{t}}",
         to=f"<{uri.scheme}:{uri.user + '@' if uri.user else ''}{uri.hostport}>",
-        call_id=f"{new_token()}@{local}",
+        call_id=f"{{t}}@{host}",
         cseq=1,
         extra=(
-            ("Contact", f"<sip:{cfg.from_user}@{local}:{port}>"),
+            ("Contact", f"<sip:{from_user}@{host}:{port}>"),
             ("Accept", "application/sdp"),
             ("User-Agent", USER_AGENT),
         ),
     )
+    return (
+        data.decode()
+        .replace("{", "{{")
+        .replace("}", "}}")
+        .replace("{{b}}", "{b}")
+        .replace("{{t}}", "{t}")
+    )
+
+
+@lru_cache(maxsize=65536)
+def _literal(target: str) -> tuple[Destination, str] | None:
+    dest = literal_destination(parse_uri(target))
+    return None if dest is None else (dest, str(dest))
+
+
+async def _exchange(
+    cfg: Config, dest: Destination, deadline: float, trace: Transcript
+) -> tuple[SipMessage, float, int]:
+    if dest.transport == "UDP":
+        # Hot path: the shared socket directly, no per-probe channel object.
+        ep = udp_endpoint(dest.family)
+        token = new_token()
+        local = local_ip_for(dest.ip, dest.family)
+        template = _template(cfg.target, cfg.from_user, "UDP", local, ep.port)
+        data = template.format(b=token, t=token).encode()
+        if trace.lines is not None:
+            trace.message(f"sent {len(data)} bytes", data)
+        return await ep.transact(data, (dest.ip, dest.port), "z9hG4bK" + token, deadline, cfg.t1)
+    channel = await connect(cfg, dest, deadline)
+    try:
+        token = new_token()
+        host, port = channel.local
+        template = _template(cfg.target, cfg.from_user, channel.transport, host, port)
+        data = template.format(b=token, t=token).encode()
+        if trace.lines is not None:
+            trace.message(f"sent {len(data)} bytes", data)
+        return await channel.transact(data, "z9hG4bK" + token, deadline)
+    finally:
+        await channel.close()
 
 
 async def _run(cfg: Config, deadline: float, trace: Transcript) -> Observation:
     start = time.perf_counter()
     dest: Destination | None = None
+    address = ""
     try:
-        dest = await locate(cfg, deadline)
-        trace.note(f"{cfg.target} → {dest} (found by {dest.how})")
-        channel = await connect(cfg, dest, deadline)
-        try:
-            branch = new_branch()
-            data = _request(cfg, channel, branch)
-            trace.message(f"sent {len(data)} bytes", data)
-            msg, rtt, resends = await channel.transact(data, branch, deadline)
-        finally:
-            await channel.close()
+        known = _literal(cfg.target) if cfg.server_name is None else None
+        if known is not None:
+            dest, address = known
+        else:
+            dest = await locate(cfg, deadline)
+            address = str(dest)
+        if trace.lines is not None:
+            trace.note(f"{cfg.target} → {dest} (found by {dest.how})")
+        msg, rtt, resends = await _exchange(cfg, dest, deadline, trace)
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # a probe never raises
+    except Exception as exc:  # noqa: BLE001 - a probe never raises
         fc, detail = classify(exc)
         trace.note(f"failed: {fc.value}: {detail}")
         where = {} if dest is None else {"transport": dest.transport, "address": str(dest)}
         return Observation.failed(fc, detail, time.perf_counter() - start, **where)
     status = msg.status or 0
-    trace.message(
-        f"received {status} after {rtt * 1000:.1f} ms ({resends} retransmissions)", msg.raw
-    )
+    if trace.lines is not None:
+        trace.message(
+            f"received {status} after {rtt * 1000:.1f} ms ({resends} retransmissions)", msg.raw
+        )
     values = {
         "status": status,
         "reason": msg.reason,
         "rtt_ms": round(rtt * 1000, 3),
         "transport": dest.transport,
-        "address": str(dest),
+        "address": address,
         "resolved_by": dest.how,
         "retransmits": resends,
         **peer_software(msg),
     }
-    detail = f"{status} {msg.reason}".strip()
+    detail = f"{status} {msg.reason}"
     if 200 <= status < 300 or cfg.accept_any_response or status in cfg.ok_status:
         return Observation.success(detail, rtt, **values)
     return Observation.failed(status_failure(status), detail, rtt, **values)

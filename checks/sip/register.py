@@ -199,7 +199,7 @@ async def _run(cfg: Config, deadline: float, trace: Transcript) -> Observation:
             status=exc.status,
             **_where(dest),
         )
-    except Exception as exc:  # a probe never raises
+    except Exception as exc:  # noqa: BLE001 - a probe never raises
         fc, detail = classify(exc)
         stage = "challenge" if fc is FailureClass.PROTOCOL and d and d.statuses else "no_answer"
         trace.note(f"failed at {stage}: {detail}")

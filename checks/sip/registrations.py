@@ -47,6 +47,8 @@ class Config(CheckConfig):
     def _url(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
             raise ValueError("target must be the registrar's http:// or https:// API URL")
+        if "@" in v.split("/", 3)[2]:
+            raise ValueError("no credentials in the URL: use username and password (a secret)")
         return v.rstrip("/")
 
     @field_validator("expected")
@@ -196,7 +198,7 @@ async def probe(cfg: Config, deadline: float) -> Observation:
     except aiohttp.ClientConnectorError as exc:
         fc, detail = classify(exc.os_error)
         return Observation.failed(fc, detail, time.perf_counter() - start)
-    except Exception as exc:  # a probe never raises
+    except Exception as exc:  # noqa: BLE001 - a probe never raises
         fc, detail = classify(exc)
         return Observation.failed(fc, detail, time.perf_counter() - start)
     elapsed = time.perf_counter() - start
@@ -208,6 +210,19 @@ async def probe(cfg: Config, deadline: float) -> Observation:
         detail = f"{n - len(missing)} of {n} phones registered; missing: {shown}"
         return Observation.failed(FailureClass.MISSING, detail, elapsed, **values)
     return Observation.success(f"all {n} phones registered", elapsed, **values)
+
+
+async def probe_verbose(cfg: Config, deadline: float) -> tuple[Observation, list[str]]:
+    """probe() plus a short transcript (source, URL, counts; never credentials)."""
+    obs = await probe(cfg, deadline)
+    lines = [
+        f"source {cfg.source} at {cfg.target} ({'with' if cfg.username else 'without'} auth)",
+        f"answered in {obs.duration_s * 1000:.1f} ms: {obs.detail}",
+    ]
+    if "expected" in obs.values:
+        lines.append(f"expected {obs.values['expected']}, registered {obs.values['registered']}")
+        lines.extend(f"missing: {aor}" for aor in obs.values["missing"])
+    return obs, lines
 
 
 def evaluate(obs: Observation, cfg: Config) -> Verdict:

@@ -50,7 +50,18 @@ class Channel(Protocol):
 
 
 class _Transaction:
-    __slots__ = ("addr", "data", "deadline", "fut", "handle", "interval", "resends", "sent", "t2")
+    __slots__ = (
+        "addr",
+        "data",
+        "deadline",
+        "fut",
+        "handle",
+        "interval",
+        "resends",
+        "rtt",
+        "sent",
+        "t2",
+    )
 
     def __init__(
         self, fut: asyncio.Future[SipMessage], data: bytes, addr: tuple[str, int], deadline: float
@@ -63,6 +74,7 @@ class _Transaction:
         self.t2 = T2
         self.handle: asyncio.TimerHandle | None = None
         self.sent = 0.0
+        self.rtt = 0.0
         self.resends = 0
 
 
@@ -119,11 +131,11 @@ class UdpEndpoint:
         txn.interval, txn.t2 = t1, t2
         self._pending[branch] = txn
         try:
-            self._send(data, addr)
             txn.sent = time.perf_counter()
+            self._send(data, addr)
             txn.handle = loop.call_at(min(loop.time() + t1, deadline), self._timer, branch)
             msg = await fut
-            return msg, txn.sent, txn.resends
+            return msg, txn.rtt, txn.resends
         finally:
             if self._pending.get(branch) is txn:
                 del self._pending[branch]
@@ -198,6 +210,7 @@ class UdpEndpoint:
             txn.interval = txn.t2
             return
         del self._pending[branch]  # type: ignore[arg-type]
+        txn.rtt = time.perf_counter() - txn.sent  # at receipt, not when the task wakes
         if not txn.fut.done():
             txn.fut.set_result(msg)
 
@@ -244,14 +257,23 @@ class UdpEndpoint:
                 txn.fut.set_exception(OSError(code, f"ICMP error: {os.strerror(code).lower()}"))
 
 
+async def _close_endpoint(ep: UdpEndpoint) -> None:
+    ep.close()
+
+
+def _udp4() -> UdpEndpoint:
+    return UdpEndpoint(socket.AF_INET)
+
+
+def _udp6() -> UdpEndpoint:
+    return UdpEndpoint(socket.AF_INET6)
+
+
 def udp_endpoint(family: int) -> UdpEndpoint:
     """The loop's shared UDP endpoint for `family`, closed by checks.resources.close_all()."""
-
-    async def close(ep: UdpEndpoint) -> None:
-        ep.close()
-
-    key = "sip.udp6" if family == socket.AF_INET6 else "sip.udp4"
-    return shared(key, lambda: UdpEndpoint(family), close)
+    if family == socket.AF_INET6:
+        return shared("sip.udp6", _udp6, _close_endpoint)
+    return shared("sip.udp4", _udp4, _close_endpoint)
 
 
 @lru_cache(maxsize=4096)
@@ -280,10 +302,7 @@ class UdpChannel:
         self, data: bytes, branch: str, deadline: float
     ) -> tuple[SipMessage, float, int]:
         """Send over UDP with retransmissions; RTT counts from the first send."""
-        msg, sent, resends = await self._ep.transact(
-            data, self._addr, branch, deadline, self._t1, self._t2
-        )
-        return msg, time.perf_counter() - sent, resends
+        return await self._ep.transact(data, self._addr, branch, deadline, self._t1, self._t2)
 
     async def close(self) -> None:
         """Nothing to release: the socket is shared."""

@@ -97,6 +97,8 @@ def test_config_errors() -> None:
         _cfg("http://127.0.0.1:1/RPC", ())
     with pytest.raises(ValidationError, match="http:// or https://"):
         _cfg("sip:127.0.0.1", ("a",))
+    with pytest.raises(ValidationError, match="no credentials in the URL"):
+        _cfg("http://nocd:pw@127.0.0.1:1/RPC", ("a",))
     with pytest.raises(ValidationError, match="both username and password"):
         _cfg("http://127.0.0.1:1/RPC", ("a",), username="x")
 
