@@ -13,6 +13,7 @@ from typing import Any
 from checks.base import CheckConfig
 from checks.registry import check_types
 from checks.registry import get as get_check_type
+from nocd import cli_page
 from nocd.configload import ConfigError, load_file
 from nocd.model import ExitCode, Observation, Severity, Verdict
 
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--timeout", default="5s", help="probe timeout (default 5s)")
     pr.add_argument("--debug", action="store_true", help="print the transaction transcript")
     pr.add_argument("--json", action="store_true", help="print JSON")
+
+    cli_page.register(sub)
     return p
 
 
@@ -56,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(Path(args.config))
     if args.command == "probe":
         return asyncio.run(_probe(args))
+    if args.command == "test-page":
+        return cli_page.run(args)
     return int(ExitCode.USAGE)
 
 
