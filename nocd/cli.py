@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import asyncio
 import json
 import sys
@@ -88,6 +89,8 @@ def _run(path: Path) -> int:
             print(f"  {issue}", file=sys.stderr)
         return int(ExitCode.FAILED)
     logs.configure(cfg.daemon.log_level, cfg.daemon.log_format)
+    # A watchdog kill (SIGABRT) then leaves a Python traceback in the journal.
+    faulthandler.enable()
     daemon = Daemon(cfg, config_path=path)
     try:
         asyncio.run(daemon.serve())

@@ -43,9 +43,15 @@ def read_secret_file(path_text: str) -> str:
     if not path.is_absolute() and "CREDENTIALS_DIRECTORY" in os.environ:
         path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / path
     try:
-        return path.read_text(encoding="utf-8").strip()
+        value = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise SecretError(f"cannot read secret file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SecretError(f"secret file {path} is not UTF-8 text") from None
+    if not value:
+        # An empty credential (e.g. a LoadCredential= placeholder) would fail later and vaguely.
+        raise SecretError(f"secret file {path} is empty")
+    return value
 
 
 Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
