@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import asyncio
+import faulthandler
 import json
 import sys
 from collections.abc import Sequence
