@@ -19,6 +19,7 @@ from nocd.calendar_config import DAYS, parse_range
 from nocd.duration import Duration
 from nocd.inventory import Strict, check_zone
 from nocd.secrets import Secret
+from paging.digest_mail import DigestEmail
 
 Channel = Literal["voice", "sms"]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -236,6 +237,7 @@ class PagingConfig(Strict):
     redial: int = Field(0, ge=0, le=3, description="redials of a no-answer call before moving on")
     channel_fallback: bool = Field(True, description="a failed call falls back to SMS and back")
     speak_repeat: int = Field(2, ge=1, le=5, description="times the voice prompt is spoken")
+    digest_email: DigestEmail | None = Field(None, description="also mail digests here")
 
     @field_validator("people", "schedules", "escalation_policies")
     @classmethod

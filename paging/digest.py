@@ -56,6 +56,7 @@ async def release_due(conn: aiosqlite.Connection, paging: PagingConfig, now: flo
     ) as cur:
         rows = list(await cur.fetchall())
     buckets: dict[tuple[str, int], list[Incident]] = defaultdict(list)
+    mailed: dict[int, list[Incident]] = defaultdict(list)
     for inc_id, due_at, recipients in rows:
         inc = await load(conn, inc_id)
         if inc is None or inc.state is IncidentState.RESOLVED:
@@ -64,7 +65,9 @@ async def release_due(conn: aiosqlite.Connection, paging: PagingConfig, now: flo
                 await add_event(conn, inc_id, now, "digest", "resolved before the digest: dropped")
             continue
         people = [p for p in json.loads(recipients) if p in paging.people]
-        if not people:
+        if paging.digest_email is not None:
+            mailed[int(due_at)].append(inc)
+        if not people and paging.digest_email is None:
             await drop(conn, inc_id, now)
             await add_event(
                 conn,
@@ -102,6 +105,17 @@ async def release_due(conn: aiosqlite.Connection, paging: PagingConfig, now: flo
         }
         ids = ",".join(str(i.id) for i in incidents)
         key = f"digest.{person}.{due}.{hashlib.sha256(ids.encode()).hexdigest()[:10]}"
+        if await enqueue(conn, key, "digest", payload, now):
+            written += 1
+    for due, incidents in mailed.items():
+        ids = ",".join(str(i.id) for i in incidents)
+        key = f"digest.email.{due}.{hashlib.sha256(ids.encode()).hexdigest()[:10]}"
+        payload = {
+            "channel": "email",
+            "incidents": [i.id for i in incidents],
+            "subject": f"nocd digest {iso(due)}: {len(incidents)} degraded incident(s)",
+            "text": digest_text(incidents, iso(due), limit=None),
+        }
         if await enqueue(conn, key, "digest", payload, now):
             written += 1
     return written

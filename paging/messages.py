@@ -51,10 +51,10 @@ def sms_text(incidents: Sequence[Incident], tag: str = "") -> str:
     return body if len(body) <= SMS_LIMIT else body[: SMS_LIMIT - 1] + "…"
 
 
-def digest_text(incidents: Sequence[Incident], when: str) -> str:
+def digest_text(incidents: Sequence[Incident], when: str, limit: int | None = SMS_LIMIT) -> str:
     """The morning digest of degraded incidents raised outside support hours."""
     lines = [f"nocd digest {when}: {len(incidents)} degraded incident(s) since closing:"]
     for inc in incidents:
         lines.append(f"{inc.code}: {inc.title}")
     text = "\n".join(lines)
-    return text if len(text) <= SMS_LIMIT else text[: SMS_LIMIT - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"

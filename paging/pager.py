@@ -29,6 +29,7 @@ from nocd.outbox import OutboxItem
 from nocd.store import Store
 from paging import digest, escalation
 from paging.config import Channel, PagingConfig
+from paging.digest_mail import digest_message, send_digest_email
 from paging.messages import KEYS_PROMPT
 from paging.notifiers import Notifier, PageRequest
 from paging.routing import decide
@@ -249,6 +250,8 @@ class Pager:
                 rec, "cancelled", None, "page not sent: incident already acknowledged or resolved"
             )
             return "cancelled"
+        if rec.provider_id is not None and rec.status != "queued":
+            return rec.provider_id  # sent and recorded; only the outbox row was left behind
         req = self.request_for(rec)
         if item.attempts > 1 and rec.first_attempt_at is not None:
             async with self._store.reader.execute(
@@ -296,6 +299,8 @@ class Pager:
             row = await cur.fetchone()
         if not ids or row is None or int(row[0]) == 0:
             return "skipped: all resolved"
+        if item.payload.get("channel") == "email":
+            return await self._mail_digest(item, ids)
         req = PageRequest(item.key, "sms", str(item.payload["to"]), str(item.payload["text"]))
         if item.attempts > 1:
             found = await self._notifier.find_sent(req, self._clock.now() - 86400)
@@ -313,6 +318,27 @@ class Pager:
                     f"{dry}digest SMS to {item.payload.get('person')} sent: {sid}",
                 )
         return sid
+
+    async def _mail_digest(self, item: OutboxItem, ids: tuple[int, ...]) -> str:
+        cfg = self.paging.digest_email
+        if cfg is None:
+            raise DeliveryError("digest_email is no longer configured", retryable=False)
+        now = self._clock.now()
+        msg = digest_message(
+            cfg, item.key, str(item.payload["subject"]), str(item.payload["text"]), now
+        )
+        # A resend after a crash keeps its Message-ID, so the receiving desk can drop repeats.
+        message_id = await send_digest_email(cfg, msg)
+        async with self._store.transaction() as conn:
+            for i in ids:
+                await add_event(
+                    conn,
+                    i,
+                    now,
+                    "digest",
+                    f"digest email to {', '.join(cfg.to)} sent: {message_id}",
+                )
+        return message_id
 
     # ---- delivery tracking -------------------------------------------------------------
 

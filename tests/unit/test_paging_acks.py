@@ -96,6 +96,7 @@ def test_twiml_documents() -> None:
 
 def test_example_config_validates(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    monkeypatch.setenv("NOCD_SMTP_PASSWORD", "smtp-password")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     (tmp_path / "twilio-auth-token").write_text("token-from-a-credential\n")
     doc = YAML(typ="safe").load((ROOT / "config" / "paging.example.yaml").read_text())
