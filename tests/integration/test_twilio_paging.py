@@ -413,3 +413,33 @@ async def test_storm_of_200_sites_pages_each_person_within_rate_caps(
         assert bundled
     finally:
         await h.close()
+
+
+async def test_keypad_repeat_invalid_key_and_resolve(h: Harness, fake: FakeTwilio) -> None:
+    inc = await h.open_incident()
+    await h.tick()
+    [sid] = calls_to(fake, ALICE)
+    await fake.answer(sid)
+    voice_url = fake.calls[sid].params["Url"]
+    status, twiml = await fake.press(sid, "9")
+    assert status == 200 and f'<Redirect method="POST">{voice_url}</Redirect>' in twiml
+    assert "<Gather" in await fake.answer(sid)  # Twilio follows the redirect: the alert again
+    status, twiml = await fake.press(sid, "1")
+    assert "that key is not valid" in twiml and "<Redirect" in twiml
+    assert "<Gather" in await fake.answer(sid)
+    status, twiml = await fake.press(sid, "6")
+    assert "K 1 Q resolved" in twiml
+    assert await h.state(inc) is IncidentState.RESOLVED
+    assert h.acker.calls == [("resolve", inc.code, "alice", "voice")]
+
+
+async def test_bare_sms_reply_acks_the_only_incident_paged_to_the_sender(
+    h: Harness, fake: FakeTwilio
+) -> None:
+    inc = await h.open_incident()
+    await h.tick()
+    _, reply = await fake.inbound_sms(BOB, "4")
+    assert "which incident" in reply  # bob was not paged about anything
+    _, reply = await fake.inbound_sms(ALICE, "ack")
+    assert f"{inc.code} acknowledged" in reply
+    assert await h.state(inc) is IncidentState.ACKNOWLEDGED
