@@ -30,7 +30,9 @@ from nocd.scheduler import Scheduler
 from nocd.sdnotify import Notifier
 from nocd.store import Store
 from nocd.tickets.service import Tickets
-from nocd.web import health
+from nocd.web import api, health
+from nocd.web.auth import TokenAuth
+from nocd.web.params import errors as api_errors
 from nocd.wiring import PagingAcker, ical_shifts
 from paging import webhooks as twilio_webhooks
 from paging.notifiers import build_notifier
@@ -72,6 +74,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self.bound: tuple[str, int] | None = None
         self.reload_hooks: list[Callable[[Config], None]] = []
+        self.auth = TokenAuth(config.api)  # API bearer tokens; the dashboard logs in with them
+        self.reload_hooks.append(lambda c: self.auth.set_config(c.api))
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -156,11 +160,12 @@ class Daemon:
 
     def build_app(self) -> web.Application:
         """The aiohttp application with every route nocd serves."""
-        app = web.Application(client_max_size=1 << 20)
+        app = web.Application(client_max_size=1 << 20, middlewares=[api_errors])
         app.router.add_get("/metrics", make_aiohttp_handler(self.registry))
         app.add_routes(health.routes(self.readiness))
         if self.pager is not None and self.actions is not None:
             app.add_routes(twilio_webhooks.routes(self.pager, PagingAcker(self.actions)))
+        app.add_routes(api.routes(self))
         return app
 
     def readiness(self) -> dict[str, bool]:
