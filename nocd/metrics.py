@@ -142,8 +142,15 @@ class Metrics:
                 )
         self.checks_configured.set(len(wanted))
 
-    def observe(self, check: str, site: str | None, obs: Observation, state: CheckState) -> None:
-        """Record one probe's outcome (hot path)."""
+    def observe(
+        self,
+        check: str,
+        site: str | None,
+        obs: Observation,
+        state: CheckState,
+        changed: bool = True,
+    ) -> None:
+        """Record one probe's outcome (hot path: state gauges only when the state changed)."""
         kids = self._children.get(check)
         if kids is None:
             self.set_checks([*self._children, check])
@@ -151,9 +158,10 @@ class Metrics:
         up, sev, dur, probes, flap = kids
         probes.inc()
         dur.set(obs.duration_s)
-        up.set(1 if state.up else 0)
-        sev.set(state.hard.rank)
-        flap.set(1 if state.flapping else 0)
+        if changed:
+            up.set(1 if state.up else 0)
+            sev.set(state.hard.rank)
+            flap.set(1 if state.flapping else 0)
         if not obs.ok:
             self.check_failures.labels(check, obs.failure.value).inc()
         values = obs.values

@@ -72,6 +72,7 @@ class Pipeline:
         self._checks: dict[str, CheckConfig] = {}
         self._policies: dict[str, StatePolicy] = {}
         self._dirty: set[str] = set()
+        self._persisted: set[str] = set()  # checks with a row in check_state
         self._changes: list[Change] = []
         self._flushed = asyncio.Event()
         self._kick = asyncio.Event()
@@ -84,6 +85,7 @@ class Pipeline:
         async with self._store.reader.execute("SELECT check_name, state FROM check_state") as cur:
             rows = await cur.fetchall()
         for name, text in rows:
+            self._persisted.add(name)
             try:
                 self.states[name] = CheckState.from_json(text)
             except (ValueError, TypeError, KeyError) as exc:
@@ -120,10 +122,11 @@ class Pipeline:
         old = self.states.get(cfg.name, CheckState(since=now))
         policy = self._policies.get(cfg.name) or policy_for(cfg, 20, 30.0, 25.0)
         new, transitions = step(old, verdict, now, policy)
-        if new != old:
+        if new is not old:
             self.states[cfg.name] = new
-            self._dirty.add(cfg.name)
-        self._metrics.observe(cfg.name, cfg.site, obs, new)
+            if new.durable_key() != old.durable_key() or cfg.name not in self._persisted:
+                self._dirty.add(cfg.name)
+        self._metrics.observe(cfg.name, cfg.site, obs, new, changed=new is not old)
         for t in transitions:
             self._metrics.transitions.labels(t.kind.value).inc()
             self._changes.append(Change(cfg, new, t, verdict))
@@ -192,6 +195,7 @@ class Pipeline:
             self._metrics.store_ok.set(0)
             log.error("state flush failed; will retry", error=str(exc), pending=len(changes))
             return 0
+        self._persisted.update(dirty)
         self.store_writable = True
         self._metrics.store_ok.set(1)
         return len(changes)

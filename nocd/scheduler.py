@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import heapq
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import structlog
 
@@ -33,12 +32,8 @@ def spread_offset(name: str, interval: float) -> float:
     return (h / 2**64) * interval
 
 
-@dataclass(order=True, slots=True)
-class _Entry:
-    due: float
-    seq: int
-    name: str = field(compare=False)
-    generation: int = field(compare=False)
+_Entry = tuple[float, int, str, int]
+"""A heap entry: (due, seq, check name, generation); plain tuples compare in C."""
 
 
 class Scheduler:
@@ -90,7 +85,7 @@ class Scheduler:
 
     def _push(self, name: str, due: float) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, _Entry(due, self._seq, name, self._gen[name]))
+        heapq.heappush(self._heap, (due, self._seq, name, self._gen[name]))
 
     def run_now(self, name: str) -> bool:
         """Probe `name` at the next tick (e.g. an operator asked); False if unknown."""
@@ -110,13 +105,14 @@ class Scheduler:
                 now = loop.time()
                 self.heartbeat = now
                 heap = self._heap
-                while heap and heap[0].due <= now:
-                    entry = heapq.heappop(heap)
-                    cfg = self._checks.get(entry.name)
-                    if cfg is None or self._gen.get(entry.name) != entry.generation:
-                        continue
-                    self._start(cfg, entry)
-                sleep = 1.0 if not heap else min(1.0, max(self._tick, heap[0].due - now))
+                checks, gens = self._checks, self._gen
+                while heap and heap[0][0] <= now:
+                    due, _seq, name, generation = heapq.heappop(heap)
+                    cfg = checks.get(name)
+                    if cfg is None or gens.get(name) != generation:
+                        continue  # removed or rescheduled: a stale entry
+                    self._start(cfg, due, generation)
+                sleep = 1.0 if not heap else min(1.0, max(self._tick, heap[0][0] - now))
                 self._wake.clear()
                 # Not asyncio.wait_for: on 3.11 it swallows a cancel that lands just as the
                 # event is set (set_checks/run_now, then stop), and the task never ends.
@@ -126,11 +122,9 @@ class Scheduler:
         finally:
             self.running = False
 
-    def _start(self, cfg: CheckConfig, entry: _Entry) -> None:
+    def _start(self, cfg: CheckConfig, due: float, generation: int) -> None:
         self.probes_started += 1
-        task = asyncio.create_task(
-            self._probe(cfg, entry.due, entry.generation), name=f"probe:{cfg.name}"
-        )
+        task = asyncio.create_task(self._probe(cfg, due, generation))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
@@ -157,7 +151,7 @@ class Scheduler:
         if nxt < now:  # fell behind (overload): resume paced instead of bursting
             nxt = now + spread_offset(cfg.name, min(current.interval, 1.0))
         self._push(cfg.name, nxt)
-        if self._heap[0].seq == self._seq:
+        if self._heap[0][1] == self._seq:
             # Now the earliest entry: the dispatcher may be sleeping past it (up to 1 s).
             self._wake.set()
 

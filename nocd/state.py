@@ -31,7 +31,7 @@ class CheckState:
 
     hard: Severity = Severity.OK  # the confirmed severity; OK when up
     failures: int = 0  # consecutive failing verdicts
-    successes: int = 0  # consecutive OK verdicts
+    successes: int = 0  # consecutive OK verdicts while down (towards recover_after)
     last: Severity = Severity.OK  # the last verdict's severity
     since: float = 0.0  # when `hard` last changed
     history: str = ""  # last results, oldest first: "1" ok, "0" failing
@@ -48,6 +48,10 @@ class CheckState:
     def up(self) -> bool:
         """True when the hard state is OK."""
         return self.hard is Severity.OK
+
+    def durable_key(self) -> tuple[object, ...]:
+        """The fields worth a write when they change (the flap history alone is not)."""
+        return (self.hard, self.failures, self.successes, self.flapping, self.since)
 
     def to_json(self) -> str:
         """Serialize for the store."""
@@ -100,10 +104,21 @@ def step(
     state: CheckState, verdict: Verdict, now: float, policy: StatePolicy
 ) -> tuple[CheckState, list[Transition]]:
     """Advance the state by one verdict; returns the new state and what changed."""
-    if verdict.severity is Severity.UNKNOWN:
+    sev = verdict.severity
+    if sev is Severity.UNKNOWN:
         # nocd could not judge: neither a failure nor a success, nothing changes.
         return state, []
-    failing = verdict.severity is not Severity.OK
+    if (
+        sev is Severity.OK
+        and state.hard is Severity.OK
+        and state.failures == 0
+        and not state.flapping
+        and len(state.history) >= policy.flap_window
+        and "0" not in state.history
+    ):
+        # The steady healthy case, nearly every probe: the state is unchanged (hot path).
+        return state, []
+    failing = sev is not Severity.OK
     history = (state.history + ("0" if failing else "1"))[-policy.flap_window :]
     out: list[Transition] = []
     s = replace(state, history=history, last=verdict.severity)
@@ -122,9 +137,14 @@ def step(
             s = replace(s, hard=verdict.severity)
             out.append(Transition(TransitionKind.SEVERITY, state.hard, verdict.severity, now))
     else:
-        s = replace(s, failures=0, successes=state.successes + 1)
+        # Successes only count while down (towards recover_after): an up check's state
+        # then stays identical from probe to probe and needs no write.
+        if state.hard is Severity.OK:
+            s = replace(s, failures=0, successes=0)
+        else:
+            s = replace(s, failures=0, successes=state.successes + 1)
         if state.hard is not Severity.OK and s.successes >= policy.recover_after:
-            s = replace(s, hard=Severity.OK, since=now, failure="none", reason="")
+            s = replace(s, hard=Severity.OK, since=now, failure="none", reason="", successes=0)
             out.append(Transition(TransitionKind.UP, state.hard, Severity.OK, now))
     pct = flap_percent(history)
     if not state.flapping and len(history) >= min(policy.flap_window, 5) and pct > policy.flap_high:

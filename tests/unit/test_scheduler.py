@@ -170,14 +170,14 @@ async def test_reload_keeps_unchanged_checks_in_place(
 ) -> None:
     _, sched = running
     sched.set_checks([check("keep", 5.0), check("retime", 5.0), check("drop", 5.0)])
-    before = {e.name: (e.due, e.generation) for e in sched._heap}
+    before = {name: (due, gen) for due, _seq, name, gen in sched._heap}
     await asyncio.sleep(0.02)
     # A changed timeout keeps the place too; only the interval decides the pacing.
     sched.set_checks([check("keep", 5.0, timeout=1.0), check("retime", 7.0), check("new", 5.0)])
     live = {
-        e.name: (e.due, e.generation)
-        for e in sched._heap
-        if e.name in sched._checks and sched._gen[e.name] == e.generation
+        name: (due, gen)
+        for due, _seq, name, gen in sched._heap
+        if name in sched._checks and sched._gen[name] == gen
     }
     assert live["keep"] == before["keep"]
     assert live["retime"][1] == before["retime"][1] + 1

@@ -41,8 +41,8 @@ class Row:
 
 
 TABLE: dict[str, Row] = {
-    # A success on a healthy check changes nothing but the counters.
-    "ok_stays_ok": Row(st(), OK, {"hard": OK, "successes": 1, "failures": 0}),
+    # A success on a healthy check changes nothing (successes only count while down).
+    "ok_stays_ok": Row(st(), OK, {"hard": OK, "successes": 0, "failures": 0}),
     # The first failure is soft: no transition, one failure counted.
     "first_failure_is_soft": Row(st(), CRIT, {"hard": OK, "failures": 1, "last": CRIT}),
     # The failure reaching `retries` makes it hard, with the verdict's severity, at `now`.
@@ -54,7 +54,7 @@ TABLE: dict[str, Row] = {
         st(), DEG, {"hard": DEG, "failures": 1}, (DOWN,), StatePolicy(retries=1)
     ),
     # A soft failure is forgiven by one success: back to zero failures, no transition.
-    "soft_failure_forgiven": Row(st(failures=2), OK, {"hard": OK, "failures": 0, "successes": 1}),
+    "soft_failure_forgiven": Row(st(failures=2), OK, {"hard": OK, "failures": 0, "successes": 0}),
     # A hard failure recovers on the first success when recover_after=1.
     "hard_recovers": Row(
         st(hard=CRIT, failures=5, failure="timeout", reason="x"),
@@ -70,11 +70,11 @@ TABLE: dict[str, Row] = {
         (),
         StatePolicy(retries=3, recover_after=2),
     ),
-    # recover_after=2: the second consecutive success recovers.
+    # recover_after=2: the second consecutive success recovers (and the count resets).
     "second_success_recovers": Row(
         st(hard=CRIT, successes=1),
         OK,
-        {"hard": OK, "successes": 2},
+        {"hard": OK, "successes": 0},
         (UP,),
         StatePolicy(retries=3, recover_after=2),
     ),
