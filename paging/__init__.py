@@ -1,0 +1,1 @@
+"""Paging: support hours, on-call schedules, escalation and notifiers (Twilio voice/SMS)."""

@@ -13,9 +13,7 @@ Webhooks (paging.webhooks) use `page`, `on_status`, `person_by_number`, `seen`/`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import aiosqlite
 import structlog
@@ -28,45 +26,24 @@ from nocd.incidents.timeline import add_event
 from nocd.outbox import OutboxItem
 from nocd.store import Store
 from paging import digest, escalation
-from paging.config import Channel, PagingConfig
+from paging.config import PagingConfig
 from paging.digest_mail import digest_message, send_digest_email
 from paging.messages import KEYS_PROMPT
 from paging.notifiers import Notifier, PageRequest
 from paging.routing import decide
 from paging.schedules import IcalShifts
+from paging.tracking import (
+    CALL_FAILED,
+    FINAL,
+    SMS_FAILED,
+    PageRecord,
+    call_failed,
+    fallback,
+    load_page,
+)
 from paging.twiml import say_only
 
 log = structlog.get_logger(__name__)
-
-CALL_FAILED = frozenset({"no-answer", "busy", "failed", "canceled"})
-SMS_FAILED = frozenset({"failed", "undelivered"})
-FINAL = CALL_FAILED | SMS_FAILED | {"completed", "delivered", "cancelled"}
-
-
-_REDIAL = re.compile(r"\.r\d+$")
-
-
-def _base_key(key: str) -> str:
-    """The page key without a redial suffix (`….voice.r2` → `….voice`)."""
-    return _REDIAL.sub("", key)
-
-
-@dataclass(frozen=True, slots=True)
-class PageRecord:
-    """A page as stored: who, how, what was said, and its incidents."""
-
-    key: str
-    person: str | None
-    channel: Channel
-    number: str
-    text: str
-    step: int | None
-    repeat: int | None
-    status: str
-    provider_id: str | None
-    first_attempt_at: float | None
-    redials: int
-    incident_ids: tuple[int, ...]
 
 
 class Pager:
@@ -202,20 +179,7 @@ class Pager:
 
     async def page(self, key: str) -> PageRecord | None:
         """The stored page with this key."""
-        async with self._store.reader.execute(
-            "SELECT key, person, channel, number, text, step, repeat, status, provider_id, "
-            "first_attempt_at, redials FROM paging_pages WHERE key=?",
-            (key,),
-        ) as cur:
-            r = await cur.fetchone()
-        if r is None:
-            return None
-        async with self._store.reader.execute(
-            "SELECT incident_id FROM paging_page_incidents WHERE key=? ORDER BY incident_id",
-            (key,),
-        ) as cur:
-            ids = tuple(int(x[0]) for x in await cur.fetchall())
-        return PageRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], ids)
+        return await load_page(self._store.reader, key)
 
     def request_for(self, rec: PageRecord) -> PageRequest:
         """The notifier request for a stored page (URLs from the configured public URL)."""
@@ -394,37 +358,9 @@ class Pager:
                     f"{rec.channel} to {rec.person} failed: {reason}",
                     {"key": rec.key},
                 )
-            await self._fallback(conn, rec, now)
+            await fallback(conn, self.paging, rec, now)
         if self.on_wake is not None:
             self.on_wake()
-
-    async def _fallback(self, conn: aiosqlite.Connection, rec: PageRecord, now: float) -> bool:
-        """Channel fallback: a failed call becomes an SMS and the reverse (once)."""
-        if not self.paging.channel_fallback or rec.person not in self.paging.people:
-            return False
-        if rec.key.endswith(".fb"):
-            return False
-        other: Channel = "sms" if rec.channel == "voice" else "voice"
-        number = self.paging.people[rec.person].number(other)
-        incidents = [i for i in [await load(conn, x) for x in rec.incident_ids] if i is not None]
-        incidents = [i for i in incidents if i.state is IncidentState.TRIGGERED]
-        if number is None or not incidents:
-            return False
-        key = f"{_base_key(rec.key)}.fb"
-        if await escalation.record_page(
-            conn, key, rec.person, other, number, incidents, now, rec.step, rec.repeat
-        ):
-            for i in incidents:
-                await add_event(
-                    conn,
-                    i.id,
-                    now,
-                    "page",
-                    f"channel fallback: {other} to {rec.person} ({number})",
-                    {"key": key},
-                )
-            return True
-        return False
 
     async def on_status(self, key: str, status: str, answered_by: str | None = None) -> bool:
         """Record a provider status callback; returns False for an unknown page.
@@ -460,55 +396,12 @@ class Pager:
                     {"key": key, "status": status, "answered_by": answered_by},
                 )
             if rec.channel == "voice" and status in CALL_FAILED:
-                await self._call_failed(conn, rec, now)
+                await call_failed(conn, self.paging, rec, now)
             elif rec.channel == "sms" and status in SMS_FAILED:
-                await self._fallback(conn, rec, now)
+                await fallback(conn, self.paging, rec, now)
         if self.on_wake is not None:
             self.on_wake()
         return True
-
-    async def _call_failed(self, conn: aiosqlite.Connection, rec: PageRecord, now: float) -> None:
-        live = [i for i in [await load(conn, x) for x in rec.incident_ids] if i is not None]
-        live = [i for i in live if i.state is IncidentState.TRIGGERED]
-        if not live:
-            return
-        if rec.redials < self.paging.redial and rec.person is not None:
-            key = f"{_base_key(rec.key)}.r{rec.redials + 1}"
-            if await escalation.record_page(
-                conn,
-                key,
-                rec.person,
-                "voice",
-                rec.number,
-                live,
-                now,
-                rec.step,
-                rec.repeat,
-                rec.redials + 1,
-            ):
-                for i in live:
-                    await add_event(
-                        conn,
-                        i.id,
-                        now,
-                        "page",
-                        f"redial {rec.redials + 1}/{self.paging.redial} of {rec.person}",
-                        {"key": key},
-                    )
-            return
-        await self._fallback(conn, rec, now)
-        if rec.step is None:
-            return
-        for i in live:
-            cur = await conn.execute(
-                "UPDATE paging_escalations SET next_fire_at=?, updated_at=? WHERE incident_id=? "
-                "AND state='active' AND step=? AND repeat=? AND next_fire_at > ?",
-                (now, now, i.id, rec.step + 1, rec.repeat, now),
-            )
-            if cur.rowcount:
-                await add_event(
-                    conn, i.id, now, "page", "call not answered: moving on to the next step now"
-                )
 
     # ---- helpers for webhooks ----------------------------------------------------------
 
