@@ -8,7 +8,7 @@ state-change percentage over the last `window` results: recent changes weigh mor
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 
 from nocd.model import Severity, Verdict
@@ -55,7 +55,8 @@ class CheckState:
 
     def to_json(self) -> str:
         """Serialize for the store."""
-        return json.dumps(asdict(self), separators=(",", ":"))
+        # Not dataclasses.asdict: it deep-copies every field (a third of a storm's flush).
+        return json.dumps({f: getattr(self, f) for f in _FIELDS}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> CheckState:
@@ -66,6 +67,9 @@ class CheckState:
             if key in fields:
                 fields[key] = Severity(fields[key])
         return cls(**fields)
+
+
+_FIELDS = tuple(f.name for f in fields(CheckState))
 
 
 class TransitionKind(StrEnum):
