@@ -81,6 +81,16 @@ async def fallback(
     incidents = await _live(conn, rec)
     if number is None or not incidents:
         return False
+    if rec.step is not None:
+        # The step already reached this person on the other channel: nothing to add.
+        async with conn.execute(
+            "SELECT 1 FROM paging_pages p JOIN paging_page_incidents x ON x.key = p.key "
+            "WHERE p.person=? AND p.channel=? AND p.step=? AND p.repeat=? AND x.incident_id=? "
+            "AND p.status NOT IN ('failed', 'undelivered', 'cancelled')",
+            (rec.person, other, rec.step, rec.repeat, incidents[0].id),
+        ) as cur:
+            if await cur.fetchone() is not None:
+                return False
     key = f"{base_key(rec.key)}.fb"
     if not await escalation.record_page(
         conn, key, rec.person, other, number, incidents, now, rec.step, rec.repeat

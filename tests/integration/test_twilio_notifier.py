@@ -153,19 +153,25 @@ async def test_failed_call_falls_back_to_sms_and_undelivered_sms_to_voice(
     tmp_path: Path, clock: FakeClock, fake: FakeTwilio
 ) -> None:
     fake.public_url = "https://noc.example.com"
-    h = await Harness(tmp_path, paging_config(channel_fallback=True), CALS, clock, fake).start()
+    steps = [
+        {"schedules": ["primary"], "channels": ["voice"], "wait": "5m"},
+        {"people": ["bob"], "channels": ["sms"], "wait": "5m"},
+    ]
+    cfg = paging_config(channel_fallback=True, escalation_policies={"default": {"steps": steps}})
+    h = await Harness(tmp_path, cfg, CALS, clock, fake).start()
     try:
         fake.reject[f"call:{ALICE}"] = (21215, "Geo permission not enabled for the number")
         inc = await h.open_incident()
         await h.tick(5)
         assert not calls_to(fake, ALICE) and len(sms_to(fake, ALICE)) == 1
         assert any("channel fallback: sms to alice" in e.text for e in await h.timeline(inc))
-        # Step 2 pages bob by voice and SMS; his SMS is undelivered → a fallback call once.
+        # Step 2 texts bob; his SMS is undelivered → a fallback call, once.
         await h.tick(300)
         [bob_sms] = sms_to(fake, BOB)
         await fake.message_status(bob_sms, "undelivered")
+        await fake.message_status(bob_sms, "undelivered")
         await h.tick(2)
-        assert len(calls_to(fake, BOB)) == 2
+        assert len(calls_to(fake, BOB)) == 1
     finally:
         await h.close()
 
@@ -196,3 +202,19 @@ async def test_test_page_waits_for_the_outcome(
     fake.set_mode("500")
     res = await oncall.test_page(cfg, ALICE, "sms", notifier, clock, sleep=never)
     assert not res.ok and res.status == "error" and "HTTP 500" in res.detail
+
+
+async def test_no_fallback_sms_when_the_step_already_texted(
+    tmp_path: Path, clock: FakeClock, fake: FakeTwilio
+) -> None:
+    fake.public_url = "https://noc.example.com"
+    h = await Harness(tmp_path, paging_config(channel_fallback=True), CALS, clock, fake).start()
+    try:
+        await h.open_incident()
+        await h.tick(300)  # step 2: bob by voice and SMS
+        [call] = calls_to(fake, BOB)
+        await fake.call_status(call, "no-answer")
+        await h.tick(2)
+        assert len(sms_to(fake, BOB)) == 1
+    finally:
+        await h.close()
