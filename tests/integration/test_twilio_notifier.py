@@ -218,3 +218,15 @@ async def test_no_fallback_sms_when_the_step_already_texted(
         assert len(sms_to(fake, BOB)) == 1
     finally:
         await h.close()
+
+
+async def test_fake_pages_lists_like_twilio(fake: FakeTwilio, notifier: TwilioNotifier) -> None:
+    for _ in range(60):
+        await notifier.send(SMS)
+    api = notifier._api()
+    listed = await api.messages.list_async(to=ALICE, page_size=25)
+    assert len(listed) == 60 and len({m.sid for m in listed}) == 60
+    pages = [r for r in fake.requests if r.method == "GET"]
+    assert len(pages) == 3 and pages[1].query["Page"] == "1"
+    with pytest.raises(DeliveryError, match="HTTP 404"):
+        await notifier.status("voice", "CA" + "0" * 32)
