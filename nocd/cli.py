@@ -14,7 +14,7 @@ from typing import Any
 from checks.base import CheckConfig
 from checks.registry import check_types
 from checks.registry import get as get_check_type
-from nocd import cli_page
+from nocd import cli_ops, cli_page
 from nocd.configload import ConfigError, load_file
 from nocd.model import ExitCode, Observation, Severity, Verdict
 
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="print JSON")
 
     cli_page.register(sub)
+    cli_ops.register(sub)  # status, incidents, ack, resolve, note, silence, oncall, rfo
     return p
 
 
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_probe(args))
     if args.command == "test-page":
         return cli_page.run(args)
+    if getattr(args, "ops", None) is not None:
+        return cli_ops.run(args)
     return int(ExitCode.USAGE)
 
 
