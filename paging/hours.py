@@ -168,9 +168,14 @@ def next_close(cal: CalendarConfig | None, t: datetime) -> datetime:
     _aware(t)
     if cal is not None:
         for s, e in intervals(cal, t):
-            return e if s <= t else t.astimezone(UTC)
-        return t.astimezone(UTC)
-    raise NoTransition("a 24x7 calendar never closes")
+            if s > t:
+                return t.astimezone(UTC)
+            if e - t.astimezone(UTC) >= timedelta(days=HORIZON_DAYS - 2):
+                break  # open through the whole horizon (e.g. every day 00:00-24:00)
+            return e
+        else:
+            return t.astimezone(UTC)
+    raise NoTransition("this calendar never closes (24x7)")
 
 
 def add_open_time(cal: CalendarConfig | None, start: datetime, seconds: float) -> datetime:

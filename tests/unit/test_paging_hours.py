@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from nocd.calendar_config import CalendarConfig
+from nocd.calendar_config import DAYS, CalendarConfig
 from paging.hours import (
     NoTransition,
     UnknownCalendar,
@@ -211,3 +211,15 @@ def test_holiday_subdivision_and_bad_country() -> None:
     bad = CalendarConfig.model_validate({**bavaria.model_dump(), "holidays": [{"country": "XX"}]})
     with pytest.raises(ValueError, match="XX"):
         check_calendar(bad)
+
+
+def test_calendar_open_every_hour_never_closes() -> None:
+    cal = CalendarConfig.model_validate(
+        {"timezone": "Europe/Paris", "weekly": {d: ["00:00-24:00"] for d in DAYS}}
+    )
+    t = paris(2026, 3, 28, 12, 0)
+    assert is_open(cal, t)
+    with pytest.raises(NoTransition):
+        next_close(cal, t)
+    holiday = cal.model_copy(update={"closed_dates": (date(2026, 3, 30),)})
+    assert next_close(holiday, t) == paris(2026, 3, 30, 0, 0)
