@@ -28,6 +28,18 @@ def _listen(v: str) -> str:
     return v
 
 
+class DemoSipResponder(Strict):
+    """A built-in SIP responder (UDP and TCP on one port) so the demo has a PBX to probe."""
+
+    listen: str = "127.0.0.1:5062"
+    status: int = Field(200, ge=200, le=699)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_ok(cls, v: str) -> str:
+        return _listen(v)
+
+
 class DaemonConfig(Strict):
     """Process-level settings."""
 
@@ -40,6 +52,9 @@ class DaemonConfig(Strict):
     shutdown_grace: Duration = 10.0
     tick: Duration = Field(0.005, description="scheduler tick; due probes are dispatched per tick")
     traps: TrapListenerConfig | None = None
+    sip_responder: DemoSipResponder | None = Field(
+        None, description="demo/lab only: answer SIP OPTIONS/REGISTER on this address"
+    )
 
     @field_validator("listen")
     @classmethod

@@ -15,6 +15,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from checks import heartbeat as heartbeat_check
 from checks.base import CheckConfig
 from checks.resources import close_all
 from nocd import __version__
@@ -23,7 +24,11 @@ from nocd.config import Config
 from nocd.configload import ConfigError, load_file
 from nocd.incidents.actions import IncidentActions
 from nocd.incidents.engine import IncidentEngine
+from nocd.intake import alertmanager as am_intake
+from nocd.intake import heartbeat as hb_intake
+from nocd.intake.traps import TrapReceiver
 from nocd.metrics import Metrics
+from nocd.model import Observation
 from nocd.outbox import OutboxWorker
 from nocd.pipeline import Pipeline
 from nocd.scheduler import Scheduler
@@ -68,6 +73,9 @@ class Daemon:
         self.engine: IncidentEngine | None = None
         self.actions: IncidentActions | None = None
         self.tickets: Tickets | None = None
+        self.traps: TrapReceiver | None = None
+        self.sip_responder: Any = None
+        self.alertmanager: am_intake.AlertmanagerIntake | None = None
         self.pager: Pager | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -95,6 +103,13 @@ class Daemon:
         self.outbox = OutboxWorker(self.store, self.clock)
         self._start_tickets(cfg)
         self._start_paging(cfg)
+        heartbeat_check.book()  # heartbeats' grace period counts from start-up
+        self.alertmanager = am_intake.AlertmanagerIntake(
+            lambda: [c for c in self.config.checks if c.type == "alertmanager"],  # type: ignore[misc]
+            self.submit,
+        )
+        await self._start_traps(cfg)
+        await self._start_sip_responder(cfg)
         recovered = await self.outbox.recover()
         self.scheduler = Scheduler(
             self.pipeline.on_result,
@@ -165,6 +180,17 @@ class Daemon:
         app.add_routes(health.routes(self.readiness))
         if self.pager is not None and self.actions is not None:
             app.add_routes(twilio_webhooks.routes(self.pager, PagingAcker(self.actions)))
+        app.add_routes(
+            hb_intake.routes(
+                self._authorize,
+                lambda name: any(
+                    c.name == name and c.type == "heartbeat" for c in self.config.checks
+                ),
+                self.submit,
+            )
+        )
+        if self.alertmanager is not None:
+            app.add_routes(self.alertmanager.routes(self._authorize))
         app.add_routes(api.routes(self))
         return app
 
@@ -191,6 +217,41 @@ class Daemon:
                 self.notifier.watchdog()
             self._refresh_gauges()
             await asyncio.sleep(period)
+
+    def _authorize(self, request: web.Request, scope: str) -> None:
+        """Token check for intake endpoints (raises 401/403)."""
+        self.auth.authorize(request, scope)
+
+    def submit(self, name: str, obs: Observation) -> None:
+        """Feed an observation from outside (trap, Alertmanager, heartbeat) into the pipeline."""
+        if self.pipeline is not None:
+            self.pipeline.submit(name, obs)
+
+    async def _start_sip_responder(self, cfg: Config) -> None:
+        """Start the demo SIP responder when `daemon.sip_responder` asks for one."""
+        if cfg.daemon.sip_responder is None:
+            return
+        from checks.sip.responder import SipResponder
+
+        host, _, port = cfg.daemon.sip_responder.listen.rpartition(":")
+        responder = SipResponder(
+            host.strip("[]"), int(port), int(port), status=cfg.daemon.sip_responder.status
+        )
+        await responder.start()
+        self.sip_responder = responder
+        log.info("demo SIP responder listening", listen=cfg.daemon.sip_responder.listen)
+
+    async def _start_traps(self, cfg: Config) -> None:
+        """(Re)start the trap receiver when `daemon.traps` is configured."""
+        if self.traps is not None:
+            await self.traps.stop()
+            self.traps = None
+        if cfg.daemon.traps is None:
+            return
+        rules = [c for c in cfg.checks if c.type == "snmp_trap"]
+        receiver = TrapReceiver(cfg.daemon.traps, rules, self.submit)  # type: ignore[arg-type]
+        await receiver.start()
+        self.traps = receiver
 
     def _start_tickets(self, cfg: Config) -> None:
         assert self.engine is not None and self.store is not None
@@ -278,6 +339,7 @@ class Daemon:
             if new.daemon.state_path != self.config.daemon.state_path:
                 log.warning("daemon.state_path changed; takes effect at the next restart")
             self._apply(new)
+            await self._start_traps(new)
         except ConfigError as exc:
             self.metrics.reload_ok.set(0)
             log.error(
@@ -333,6 +395,10 @@ class Daemon:
             await self.pipeline.flush()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.traps is not None:
+            await self.traps.stop()
+        if self.sip_responder is not None:
+            await self.sip_responder.stop()
         await close_all()
         if self.pager is not None:
             await self.pager.notifier.close()
