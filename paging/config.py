@@ -198,6 +198,9 @@ class RateLimits(Strict):
     window: Duration = 900.0
     voice: int = Field(3, ge=1)
     sms: int = Field(5, ge=1)
+    bundle_window: Duration = Field(
+        60.0, description="minimum spacing of pages to one person per channel; others bundle"
+    )
 
 
 class TwilioProvider(Strict):

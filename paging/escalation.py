@@ -29,6 +29,8 @@ from paging.schedules import IcalShifts, on_call
 log = structlog.get_logger(__name__)
 
 MAX_BUNDLE = 50  # incidents linked to one bundled page (all are acked by one keypress)
+CALL_IN_FLIGHT = 600.0  # a call not finished after this long no longer holds new calls back
+CALL_ACTIVE = ("queued", "initiated", "ringing", "in-progress")  # queued: not yet sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +222,40 @@ async def record_page(
     return True
 
 
+async def _hold_reason(
+    conn: aiosqlite.Connection, paging: PagingConfig, person: str, channel: str, now: float
+) -> str | None:
+    """Why a page to this person on this channel must wait (and be bundled), or None."""
+    limits = paging.rate_limits
+    cap = limits.voice if channel == "voice" else limits.sms
+    async with conn.execute(
+        "SELECT MAX(created_at) FROM paging_pages WHERE person=? AND channel=?",
+        (person, channel),
+    ) as cur:
+        row = await cur.fetchone()
+    last = float(row[0]) if row and row[0] is not None else None
+    if last is not None and now - last < limits.bundle_window:
+        return f"paged {int(now - last)}s ago (bundle window {int(limits.bundle_window)}s)"
+    async with conn.execute(
+        "SELECT COUNT(*) FROM paging_pages WHERE person=? AND channel=? AND created_at > ?",
+        (person, channel, now - limits.window),
+    ) as cur:
+        row = await cur.fetchone()
+    if row is not None and int(row[0]) >= cap:
+        return f"rate cap reached ({cap} per {int(limits.window // 60)}m)"
+    if channel == "voice":
+        # A second call while the first still rings would find the line busy, and a busy
+        # status moves the escalation on: wait for the call in progress to end.
+        async with conn.execute(
+            "SELECT 1 FROM paging_pages WHERE person=? AND channel='voice' AND created_at > ? "
+            f"AND status IN ({','.join('?' * len(CALL_ACTIVE))})",
+            (person, now - CALL_IN_FLIGHT, *CALL_ACTIVE),
+        ) as cur:
+            if await cur.fetchone() is not None:
+                return "a call to them is still in progress"
+    return None
+
+
 async def flush_queue(conn: aiosqlite.Connection, paging: PagingConfig, now: float) -> int:
     """Turn queued notifications into pages within each recipient's rate cap; returns pages."""
     async with conn.execute(
@@ -243,25 +279,13 @@ async def flush_queue(conn: aiosqlite.Connection, paging: PagingConfig, now: flo
         )
         if not live or person not in paging.people:
             continue
-        limits = paging.rate_limits
-        cap = limits.voice if channel == "voice" else limits.sms
-        async with conn.execute(
-            "SELECT COUNT(*) FROM paging_pages WHERE person=? AND channel=? AND created_at > ?",
-            (person, channel, now - limits.window),
-        ) as cur:
-            row = await cur.fetchone()
-        if row is not None and int(row[0]) >= cap:
+        why = await _hold_reason(conn, paging, person, channel, now)
+        if why is not None:
             for r in live:
                 if not r[3]:
-                    await add_event(
-                        conn,
-                        r[0],
-                        now,
-                        "page",
-                        f"rate cap for {person} by {channel} reached ({cap} per "
-                        f"{int(limits.window // 60)}m): held for the next bundle",
-                        {"person": person, "channel": channel},
-                    )
+                    text = f"{channel} to {person} held for the next bundle: {why}"
+                    data = {"person": person, "channel": channel}
+                    await add_event(conn, r[0], now, "page", text, data)
             await conn.execute(
                 "UPDATE paging_queue SET held_noted=1 WHERE person=? AND channel=?",
                 (person, channel),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -365,8 +366,11 @@ async def test_restart_and_clock_jump_neither_skip_nor_double(
         clock.advance(3 * 3600)  # nocd was down (or the wall clock jumped) for 3 hours
         for _ in range(5):
             await h.tick()
-        # Every remaining step fired once, in order: bob (pass 1), alice + bob (pass 2), carol.
-        assert len(calls_to(fake, ALICE)) == 2 and len(calls_to(fake, BOB)) == 2
+        # Every remaining step fired once, in order: bob (pass 1), alice + bob (pass 2), carol;
+        # bob's second call waits out the bundle window after his first (no double ring).
+        assert len(calls_to(fake, ALICE)) == 2 and len(calls_to(fake, BOB)) == 1
+        await h.tick(70)
+        assert len(calls_to(fake, BOB)) == 2
         assert len(sms_to(fake, CAROL)) == 1
         steps = [e.data.get("step") for e in await h.timeline(inc) if "targets" in e.data]
         assert steps == [0, 1, 0, 1, 2]
@@ -399,6 +403,7 @@ async def test_storm_of_200_sites_pages_each_person_within_rate_caps(
         for times, cap in ((calls, 3), (texts, 5)):
             for t in times:  # any 15-minute window holds at most `cap` pages
                 assert sum(1 for u in times if t <= u < t + 900) <= cap
+            assert all(b - a >= 60 for a, b in pairwise(times))
         assert 1 <= len(calls) <= 6 and len(texts) <= 10
         assert clock.now() - start < 30 * 60
         async with h.store.reader.execute(
@@ -443,3 +448,23 @@ async def test_bare_sms_reply_acks_the_only_incident_paged_to_the_sender(
     _, reply = await fake.inbound_sms(ALICE, "ack")
     assert f"{inc.code} acknowledged" in reply
     assert await h.state(inc) is IncidentState.ACKNOWLEDGED
+
+
+async def test_second_call_waits_while_the_first_still_rings(h: Harness, fake: FakeTwilio) -> None:
+    first = await h.open_incident()
+    await h.tick()
+    [sid] = calls_to(fake, ALICE)
+    await fake.call_status(sid, "ringing")
+    await h.tick(90)
+    second = await h.open_incident(site="north", title="Trunk down North")
+    await h.tick(30)
+    assert len(calls_to(fake, ALICE)) == 1  # her phone is still ringing: no busy signal
+    assert any("still in progress" in e.text for e in await h.timeline(second))
+    await fake.answer(sid)
+    await fake.press(sid, "4")
+    await fake.call_status(sid, "completed")
+    await h.tick(2)
+    [again] = [s for s in calls_to(fake, ALICE) if s != sid]
+    assert f"page.{second.id}.0.0.alice.voice" in fake.calls[again].params["Url"]
+    assert await h.state(first) is IncidentState.ACKNOWLEDGED
+    assert await h.state(second) is IncidentState.TRIGGERED
