@@ -35,7 +35,7 @@ from nocd.scheduler import Scheduler
 from nocd.sdnotify import Notifier
 from nocd.store import Store
 from nocd.tickets.service import Tickets
-from nocd.web import api, health
+from nocd.web import api, dashboard, health
 from nocd.web.auth import TokenAuth
 from nocd.web.params import errors as api_errors
 from nocd.wiring import PagingAcker, ical_shifts
@@ -192,6 +192,7 @@ class Daemon:
         if self.alertmanager is not None:
             app.add_routes(self.alertmanager.routes(self._authorize))
         app.add_routes(api.routes(self))
+        dashboard.setup(app, self)  # `/`, /login, /ui/…, /status, /static/…
         return app
 
     def readiness(self) -> dict[str, bool]:
