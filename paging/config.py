@@ -212,11 +212,23 @@ class TwilioProvider(Strict):
     from_number: str
     machine_detection: bool = False
     timeout: Duration = 10.0
+    api_base_url: str | None = Field(
+        None, description="instead of https://api.twilio.com: a regional edge, a proxy, or tests"
+    )
 
     @field_validator("from_number")
     @classmethod
     def _num(cls, v: str) -> str:
         return check_e164(v)
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _base(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s?#]+/?$", v):
+            raise ValueError(
+                "api_base_url must be an http(s):// URL with no path, e.g. https://api.twilio.com"
+            )
+        return v.rstrip("/") if v else v
 
 
 class DryRunProvider(Strict):

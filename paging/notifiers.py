@@ -115,5 +115,10 @@ NOTIFIERS: dict[str, Callable[[Any, str | None], Notifier]] = {
 def build_notifier(
     provider: TwilioProvider | DryRunProvider, base_url: str | None = None
 ) -> Notifier:
-    """Build the notifier for the configured provider (base_url points Twilio at a fake)."""
+    """Build the notifier for the configured provider (base_url points Twilio at a fake).
+
+    Without `base_url`, a Twilio provider's `api_base_url` (config) applies, if set.
+    """
+    if base_url is None and isinstance(provider, TwilioProvider):
+        base_url = provider.api_base_url
     return NOTIFIERS[provider.type](provider, base_url)
