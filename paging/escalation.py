@@ -28,7 +28,7 @@ from paging.schedules import IcalShifts, on_call
 
 log = structlog.get_logger(__name__)
 
-MAX_BUNDLE = 50  # incidents linked to one bundled page (all are acked by one keypress)
+MAX_BUNDLE = 1000  # incidents linked to one bundled page (one keypress acks them all)
 CALL_IN_FLIGHT = 600.0  # a call not finished after this long no longer holds new calls back
 CALL_ACTIVE = ("queued", "initiated", "ringing", "in-progress")  # queued: not yet sent
 
@@ -100,7 +100,7 @@ async def fire_due(
     """Fire every escalation step due at `now` into the per-recipient queue; returns steps."""
     async with conn.execute(
         "SELECT incident_id, policy, step, repeat, next_fire_at FROM paging_escalations "
-        "WHERE state='active' AND next_fire_at <= ? ORDER BY next_fire_at, incident_id LIMIT 500",
+        "WHERE state='active' AND next_fire_at <= ? ORDER BY next_fire_at, incident_id LIMIT 200",
         (now,),
     ) as cur:
         rows = list(await cur.fetchall())
@@ -264,6 +264,31 @@ async def flush_queue(conn: aiosqlite.Connection, paging: PagingConfig, now: flo
         groups = list(await cur.fetchall())
     made = 0
     for person, channel in groups:
+        if person not in paging.people:  # removed by a reload: nobody to reach
+            await conn.execute(
+                "DELETE FROM paging_queue WHERE person=? AND channel=?", (person, channel)
+            )
+            continue
+        why = await _hold_reason(conn, paging, person, channel, now)
+        if why is not None:
+            # Cheap while held: only rows not yet told about the hold are read.
+            async with conn.execute(
+                "SELECT incident_id FROM paging_queue WHERE person=? AND channel=? "
+                "AND held_noted=0",
+                (person, channel),
+            ) as cur:
+                fresh = [int(r[0]) for r in await cur.fetchall()]
+            text = f"{channel} to {person} held for the next bundle: {why}"
+            for inc_id in fresh:
+                await add_event(
+                    conn, inc_id, now, "page", text, {"person": person, "channel": channel}
+                )
+            if fresh:
+                await conn.execute(
+                    "UPDATE paging_queue SET held_noted=1 WHERE person=? AND channel=?",
+                    (person, channel),
+                )
+            continue
         async with conn.execute(
             "SELECT q.incident_id, q.step, q.repeat, q.held_noted, i.state FROM paging_queue q "
             "JOIN incidents i ON i.id = q.incident_id WHERE q.person=? AND q.channel=? "
@@ -271,25 +296,14 @@ async def flush_queue(conn: aiosqlite.Connection, paging: PagingConfig, now: flo
             (person, channel),
         ) as cur:
             rows = list(await cur.fetchall())
+        # Acks and resolves delete their queue rows; this catches any other way out.
         dead = [(r[0],) for r in rows if r[4] != IncidentState.TRIGGERED.value]
         live = [r for r in rows if r[4] == IncidentState.TRIGGERED.value]
         await conn.executemany(
             "DELETE FROM paging_queue WHERE incident_id=? AND person=? AND channel=?",
             [(d[0], person, channel) for d in dead],
         )
-        if not live or person not in paging.people:
-            continue
-        why = await _hold_reason(conn, paging, person, channel, now)
-        if why is not None:
-            for r in live:
-                if not r[3]:
-                    text = f"{channel} to {person} held for the next bundle: {why}"
-                    data = {"person": person, "channel": channel}
-                    await add_event(conn, r[0], now, "page", text, data)
-            await conn.execute(
-                "UPDATE paging_queue SET held_noted=1 WHERE person=? AND channel=?",
-                (person, channel),
-            )
+        if not live:
             continue
         batch = live[:MAX_BUNDLE]
         incidents = [i for i in [await load(conn, r[0]) for r in batch] if i is not None]

@@ -102,10 +102,13 @@ def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, at).replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
+_parse = lru_cache(maxsize=1024)(parse_range)  # the same few range strings, parsed once
+
+
 def _day_intervals(cal: CalendarConfig, day: date, zone: ZoneInfo) -> list[Interval]:
     out = []
     for text in day_ranges(cal, day):
-        start, end = parse_range(text)
+        start, end = _parse(text)
         s = _local(day, start, zone)
         if end is None or end <= start:
             e = _local(day + timedelta(days=1), end or time(0), zone)
