@@ -6,7 +6,7 @@ Contract for the lead:
     await pager.run_due(now)                         # every second; its own transaction
     worker.register("notify", pager.deliver_notify)  # OutboxItem -> provider id
     worker.register("digest", pager.deliver_digest)
-    pager.configure(paging_cfg, calendars, public_url)   # on SIGHUP
+    pager.configure(paging_cfg, calendars, public_url, ical, notifier=None)   # on SIGHUP
     pager.on_wake = worker.wake                      # optional: deliver without polling lag
 Webhooks (paging.webhooks) use `page`, `on_status`, `person_by_number`, `seen`/`remember`.
 """
@@ -71,8 +71,14 @@ class Pager:
         calendars: Mapping[str, CalendarConfig],
         public_url: str | None,
         ical: Mapping[str, IcalShifts] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
-        """Swap in a new config (SIGHUP); escalations in flight continue by policy name."""
+        """Swap in a new config (SIGHUP); escalations in flight continue by policy name.
+
+        Pass `notifier` when the provider section changed (the caller closes the old one).
+        """
+        if notifier is not None:
+            self._notifier = notifier
         self.paging = paging
         self.calendars = dict(calendars)
         self.public_url = public_url.rstrip("/") if public_url else None
