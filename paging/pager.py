@@ -225,8 +225,9 @@ class Pager:
         req = self.request_for(rec)
         if item.attempts > 1 and rec.first_attempt_at is not None:
             async with self._store.reader.execute(
-                "SELECT provider_id FROM paging_pages WHERE provider_id IS NOT NULL AND key != ?",
-                (rec.key,),
+                "SELECT provider_id FROM paging_pages WHERE provider_id IS NOT NULL AND key != ? "
+                "AND number=? AND created_at > ?",
+                (rec.key, rec.number, rec.first_attempt_at - 86400),
             ) as cur:
                 claimed = frozenset(str(r[0]) for r in await cur.fetchall())
             found = await self._notifier.find_sent(req, rec.first_attempt_at, claimed)
@@ -261,13 +262,15 @@ class Pager:
     async def deliver_digest(self, item: OutboxItem) -> str:
         """Outbox handler for `digest`: one SMS of still-open incidents (skipped if none)."""
         ids = tuple(int(i) for i in item.payload.get("incidents", []))
+        if not ids:
+            return "skipped: no incidents"
         async with self._store.reader.execute(
             f"SELECT COUNT(*) FROM incidents WHERE id IN ({','.join('?' * len(ids))}) "
             "AND state != 'resolved'",
             ids,
         ) as cur:
             row = await cur.fetchone()
-        if not ids or row is None or int(row[0]) == 0:
+        if row is None or int(row[0]) == 0:
             return "skipped: all resolved"
         if item.payload.get("channel") == "email":
             return await self._mail_digest(item, ids)
