@@ -46,7 +46,8 @@ def test_invalid_fixture_reports_exact_error(path: Path, monkeypatch: pytest.Mon
     assert [str(i) for i in info.value.issues] == expected_issues(path)
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "nocd.example.yaml"])
+# nocd.example.yaml names ${ENV} and file: secrets; test_example_config.py loads it with them set.
+@pytest.mark.parametrize("name", ["demo.yaml"])
 def test_shipped_configs_are_valid(name: str) -> None:
     path = ROOT / "config" / name
     if not path.exists():
