@@ -216,6 +216,41 @@ def cross_references(cfg: Config) -> Iterable[tuple[Loc, str]]:
             elif dep == chk.name:
                 yield ("checks", i, "depends_on", j), "a check cannot depend on itself"
     yield from _dependency_cycles(cfg)
+    yield from _paging_references(cfg)
+
+
+def _paging_references(cfg: Config) -> Iterable[tuple[Loc, str]]:
+    """Paging routes name real calendars, and Twilio has a public URL for its webhooks."""
+    from paging.hours import check_calendar
+
+    for key, cal in cfg.support_hours.items():
+        try:
+            check_calendar(cal)
+        except ValueError as exc:
+            yield ("support_hours", key), str(exc)
+    routing = cfg.paging.routing
+    routes: list[tuple[Loc, str | None]] = [
+        (("paging", "routing", "default", "support_hours"), routing.default.support_hours)
+    ]
+    routes += [
+        (("paging", "routing", "customers", k, "support_hours"), r.support_hours)
+        for k, r in routing.customers.items()
+    ]
+    routes += [
+        (("paging", "routing", "sites", k, "support_hours"), r.support_hours)
+        for k, r in routing.sites.items()
+    ]
+    for loc, name in routes:
+        if name is not None and name != "24x7" and name not in cfg.support_hours:
+            known = ", ".join(["24x7", *sorted(cfg.support_hours)])
+            # An unknown calendar would count as always closed: every critical would page.
+            yield loc, f"unknown support_hours {name!r} (known: {known})"
+    if cfg.paging.provider.type == "twilio" and cfg.daemon.public_url is None:
+        yield (
+            ("paging", "provider", "type"),
+            "twilio needs daemon.public_url: Twilio fetches the call's TwiML and posts "
+            "keypresses and SMS replies there",
+        )
 
 
 def _dependency_cycles(cfg: Config) -> Iterable[tuple[Loc, str]]:

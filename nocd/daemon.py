@@ -19,6 +19,7 @@ from checks import heartbeat as heartbeat_check
 from checks.base import CheckConfig
 from checks.resources import close_all
 from nocd import __version__
+from nocd.active_hours import make_gate
 from nocd.clock import Clock, SystemClock
 from nocd.config import Config
 from nocd.configload import ConfigError, load_file
@@ -93,7 +94,9 @@ class Daemon:
         self.notifier.status("opening state database")
         self.store = await Store.open(cfg.daemon.state_path)
         self.metrics.store_ok.set(1)
-        self.pipeline = Pipeline(self.store, self.clock, self.metrics)
+        self.pipeline = Pipeline(
+            self.store, self.clock, self.metrics, judge_gate=make_gate(lambda: self.config)
+        )
         loaded = await self.pipeline.load()
         self.engine = IncidentEngine(cfg, self.pipeline, self.clock, self.metrics)
         await self.engine.load(self.store.reader)

@@ -112,6 +112,8 @@ class Pipeline:
         if not self._judge_gate(cfg, now):
             # Outside the check's active hours: measured, but not judged (a closed shop).
             verdict = Verdict(Severity.UNKNOWN, FailureClass.NONE, "outside active hours")
+            if not obs.ok:
+                self._metrics.suppressed.labels("inactive_hours").inc()
         else:
             try:
                 verdict = get_check_type(cfg.type).evaluate(obs, cfg)

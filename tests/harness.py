@@ -11,6 +11,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from nocd.active_hours import make_gate
 from nocd.clock import FakeClock
 from nocd.config import Config
 from nocd.configload import load_text
@@ -43,7 +44,7 @@ class Harness:
         clock = clock or FakeClock()
         store = await Store.open(db)
         metrics = Metrics(CollectorRegistry())
-        pipeline = Pipeline(store, clock, metrics)
+        pipeline = Pipeline(store, clock, metrics, judge_gate=make_gate(lambda: cfg))
         await pipeline.load()
         engine = IncidentEngine(cfg, pipeline, clock, metrics)
         await engine.load(store.reader)

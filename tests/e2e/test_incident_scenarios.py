@@ -234,3 +234,26 @@ checks:
         assert inc.state is IncidentState.RESOLVED
     finally:
         await h2.close()
+
+
+async def test_failures_outside_active_hours_are_not_judged(make) -> None:
+    h = await make("""
+support_hours:
+  shop:
+    timezone: UTC
+    weekly: {thu: ["09:00-17:00"]}
+sites:
+  shop: {name: Corner Shop, active_hours: shop}
+checks:
+  - {name: shop-pbx, type: tcp, target: 127.0.0.1:9, site: shop, retries: 1}
+""")
+    # The harness clock starts Thursday 2026-01-01 00:00 UTC: the shop is closed.
+    h.fail("shop-pbx", times=3)
+    await h.flush()
+    assert await h.incidents() == []
+    assert h.pipeline.results["shop-pbx"].verdict.severity is Severity.UNKNOWN
+    h.clock.advance(10 * 3600)  # 10:00, open: the same failure now counts
+    h.fail("shop-pbx")
+    await h.flush()
+    [inc] = await h.incidents()
+    assert inc.severity is Severity.CRITICAL
