@@ -197,7 +197,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_check_config_cli_ok_and_failing(tmp_path: Path) -> None:
     ok = _cli("check-config", "-c", str(ROOT / "config" / "demo.yaml"))
     assert ok.returncode == 0, ok.stderr
-    assert "OK (5 checks, 1 sites)" in ok.stdout
+    # The demo grows; only the shape of the summary is pinned here.
+    assert re.search(r": OK \(\d+ checks, \d+ sites\)$", ok.stdout.strip()), ok.stdout
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(
