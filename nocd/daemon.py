@@ -39,8 +39,9 @@ from nocd.tickets.service import Tickets
 from nocd.web import api, dashboard, health
 from nocd.web.auth import TokenAuth
 from nocd.web.params import errors as api_errors
-from nocd.wiring import PagingAcker, ical_shifts
+from nocd.wiring import PagingAcker
 from paging import webhooks as twilio_webhooks
+from paging.ical_feed import IcalFeeds
 from paging.notifiers import build_notifier
 from paging.pager import Pager
 
@@ -78,6 +79,8 @@ class Daemon:
         self.sip_responder: Any = None
         self.alertmanager: am_intake.AlertmanagerIntake | None = None
         self.pager: Pager | None = None
+        self.ical_feeds = IcalFeeds()
+        self._paging_provider = config.paging.provider
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
@@ -277,31 +280,41 @@ class Daemon:
         if notifier.dry_run:
             log.warning("paging in DRY-RUN mode: no provider credentials; pages are only logged")
         self.pager = Pager(
-            self.store,
-            cfg.paging,
-            cfg.support_hours,
-            notifier,
-            self.clock,
-            cfg.daemon.public_url,
-            ical_shifts(cfg),
+            self.store, cfg.paging, cfg.support_hours, notifier, self.clock, cfg.daemon.public_url
         )
         self.pager.on_wake = self.outbox.wake
         self.engine.subscribe(self.pager, pages=True)
         self.outbox.register("notify", self.pager.deliver_notify)
         self.outbox.register("digest", self.pager.deliver_digest)
-        pager = self.pager
-        self.reload_hooks.append(
-            lambda c: pager.configure(
-                c.paging, c.support_hours, c.daemon.public_url, ical_shifts(c)
-            )
+        self.reload_hooks.append(self._reconfigure_paging)
+
+    def _reconfigure_paging(self, cfg: Config) -> None:
+        """Reload: new policies at once; a changed provider gets a new notifier."""
+        assert self.pager is not None
+        old = self.pager.notifier
+        notifier = None
+        if cfg.paging.provider != self._paging_provider:
+            notifier = build_notifier(cfg.paging.provider, base_url=self.twilio_base_url)
+            self._spawn(old.close(), "close-old-notifier")
+        self.pager.configure(
+            cfg.paging,
+            cfg.support_hours,
+            cfg.daemon.public_url,
+            self.ical_feeds.shifts,
+            notifier=notifier,
         )
+        self._paging_provider = cfg.paging.provider
 
     async def _paging_loop(self, period: float = 1.0) -> None:
-        """Fire due escalation steps and digests once a second (persisted deadlines)."""
+        """Fire due escalation steps and digests once a second (persisted deadlines);
+        refresh on-call iCal files and feeds when each is due."""
         assert self.pager is not None
         while True:
             try:
-                await self.pager.run_due(self.clock.now())
+                now = self.clock.now()
+                await self.ical_feeds.refresh(self.config.paging, now)
+                self.pager.set_ical(self.ical_feeds.shifts)
+                await self.pager.run_due(now)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a store hiccup must not end paging
@@ -406,6 +419,7 @@ class Daemon:
         await close_all()
         if self.pager is not None:
             await self.pager.notifier.close()
+        await self.ical_feeds.close()
         if self.store is not None:
             await self.store.close()
         log.info("nocd stopped", probes_cancelled=cancelled)
