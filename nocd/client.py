@@ -112,7 +112,7 @@ class Client:
             payload = _decode(exc.read(), exc.headers.get_content_type())
             message = payload.get("error") if isinstance(payload, dict) else None
             raise ApiError(exc.code, str(message or exc.reason), payload) from None
-        except (TimeoutError, urllib.error.URLError, OSError) as exc:
+        except OSError as exc:  # URLError, refused, timed out
             reason = getattr(exc, "reason", exc)
             raise Unreachable(f"cannot reach nocd at {self.url}: {reason}") from None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 
@@ -115,7 +115,11 @@ def routes(daemon: Daemon, auth: Callable[[web.Request, str], str]) -> list[web.
         auth(request, "read")
         assert daemon.store is not None
         ref = ref_of(request)
-        fmt = query_choice(request, "format", ("markdown", "html"), "markdown")
+        fmt: Literal["markdown", "html"] = (
+            "html"
+            if query_choice(request, "format", ("markdown", "html"), "markdown") == "html"
+            else "markdown"
+        )
         try:
             from nocd.tickets import rfo as rfo_mod
         except ImportError:
@@ -123,7 +127,7 @@ def routes(daemon: Daemon, auth: Callable[[web.Request, str], str]) -> list[web.
         inc = await load(daemon.store.reader, ref)
         if inc is None:
             return error(404, f"no incident {ref}")
-        text = rfo_mod.render(inc, await events(daemon.store.reader, inc.id), daemon.config, fmt)  # type: ignore[arg-type]
+        text = rfo_mod.render(inc, await events(daemon.store.reader, inc.id), daemon.config, fmt)
         ctype = "text/html" if fmt == "html" else "text/markdown"
         return web.Response(text=text, content_type=ctype, charset="utf-8")
 

@@ -23,7 +23,6 @@ from aiohttp import web
 from nocd.config import Config
 from nocd.incidents import silences
 from nocd.incidents.maintenance import window_active
-from nocd.incidents.timeline import events
 from nocd.web import status_page, views
 from nocd.web.session import COOKIE, LOGIN_COOKIE, TTL, Session, Sessions, same, set_cookie
 
@@ -127,10 +126,8 @@ class Dashboard:
         open_ = await views.find_incidents(conn, "open", limit=50)
         incidents = []
         for inc in open_:
-            tail = (await events(conn, inc.id))[-TIMELINE_TAIL:]
-            incidents.append(
-                {**views.incident_view(inc), "timeline": [views.event_view(e) for e in tail]}
-            )
+            tail = await views.timeline_tail(conn, inc.id, TIMELINE_TAIL)
+            incidents.append({**views.incident_view(inc), "timeline": tail})
         try:
             oncall = views.oncall(d, datetime.fromtimestamp(now, UTC))
         except (ValueError, OverflowError):
@@ -175,14 +172,17 @@ class Dashboard:
         await resp.prepare(request)
         streams: set[web.StreamResponse] = request.app[STREAMS_KEY]
         streams.add(resp)
-        last, quiet = "", 0.0
+        last: dict[str, str] = {}
+        quiet = 0.0
         try:
             await resp.write(b"retry: 2000\n\n")
             while not self._stop.is_set() and self.sessions.get(s.id) is not None:
-                data = json.dumps(self.panels(request, await self.context(s)))
-                if data != last:
-                    await resp.write(f"event: panels\ndata: {data}\n\n".encode())
-                    last, quiet = data, 0.0
+                panels = self.panels(request, await self.context(s))
+                # Only the panels that changed (usually just the summary's clock) travel.
+                changed = {k: v for k, v in panels.items() if last.get(k) != v}
+                if changed:
+                    await resp.write(f"event: panels\ndata: {json.dumps(changed)}\n\n".encode())
+                    last, quiet = panels, 0.0
                 elif quiet >= KEEPALIVE:
                     await resp.write(b": keepalive\n\n")
                     quiet = 0.0
@@ -207,14 +207,19 @@ class Dashboard:
 
     # ---- actions ----------------------------------------------------------------------
 
-    async def act(self, request: web.Request) -> web.StreamResponse:
-        """POST /ui/incidents/{ref}/{action}: ack, resolve or note, through the shared actions."""
+    async def acting(self, request: web.Request) -> tuple[Session, Any]:
+        """The session and form of a state-changing POST: CSRF token and write scope checked."""
         s = self.require(request)
         form = await request.post()
         if not same(str(form.get("csrf", "")), s.csrf):
             raise web.HTTPForbidden(text="CSRF token missing or wrong; reload the page")
         if not s.can("write"):
             raise web.HTTPForbidden(text="this login's token lacks the write scope")
+        return s, form
+
+    async def act(self, request: web.Request) -> web.StreamResponse:
+        """POST /ui/incidents/{ref}/{action}: ack, resolve or note, through the shared actions."""
+        s, form = await self.acting(request)
         acts = self.d.actions
         assert acts is not None
         ref, action = request.match_info["ref"], request.match_info["action"]
@@ -235,12 +240,7 @@ class Dashboard:
 
     async def expire_silence(self, request: web.Request) -> web.StreamResponse:
         """POST /ui/silences/{id}/expire."""
-        s = self.require(request)
-        form = await request.post()
-        if not same(str(form.get("csrf", "")), s.csrf):
-            raise web.HTTPForbidden(text="CSRF token missing or wrong; reload the page")
-        if not s.can("write"):
-            raise web.HTTPForbidden(text="this login's token lacks the write scope")
+        await self.acting(request)
         d = self.d
         assert d.store is not None and d.engine is not None
         sid = request.match_info["id"]

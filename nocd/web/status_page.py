@@ -64,7 +64,7 @@ async def context(daemon: Daemon) -> dict[str, Any]:
     assert daemon.store is not None
     now = daemon.clock.now()
     by_service = services(cfg)
-    active_sil = [s for s in daemon.engine.silences] if daemon.engine else []
+    active_sil = list(daemon.engine.silences) if daemon.engine else []
     rows = []
     for name, checks in by_service.items():
         hard = [st.hard for c in checks if (st := views.state_of(daemon, c.name)) is not None]

@@ -6,6 +6,7 @@ secret (a SecretStr in a check's or provider's config) cannot leak into a view.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -218,6 +219,22 @@ def incident_view(inc: Incident) -> dict[str, Any]:
 def event_view(ev: TimelineEvent) -> dict[str, Any]:
     """One timeline event."""
     return {"id": ev.id, "at": ts(ev.at), "kind": ev.kind, "text": ev.text, "data": ev.data}
+
+
+async def timeline_tail(
+    conn: aiosqlite.Connection, incident_id: int, n: int
+) -> list[dict[str, Any]]:
+    """The last `n` timeline events of an incident, oldest first (without reading them all)."""
+    async with conn.execute(
+        "SELECT id, incident_id, at, kind, text, data FROM timeline WHERE incident_id=? "
+        "ORDER BY at DESC, id DESC LIMIT ?",
+        (incident_id, n),
+    ) as cur:
+        rows = await cur.fetchall()
+    return [
+        event_view(TimelineEvent(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])))
+        for r in list(rows)[::-1]
+    ]
 
 
 async def find_incidents(
