@@ -103,7 +103,7 @@ async def probe(cfg: Config, deadline: float) -> Observation:
         )
     except dns.exception.DNSException as exc:
         return Observation.failed(FailureClass.PROTOCOL, f"DNS error: {exc}", _since(start))
-    except Exception as exc:  # a probe never raises (design rule)
+    except Exception as exc:  # noqa: BLE001 - a probe never raises (design rule)
         fc, detail = classify_exception(exc)
         return Observation.failed(fc, detail, _since(start))
     elapsed = _since(start)

@@ -111,14 +111,14 @@ async def probe(cfg: Config, deadline: float) -> Observation:
         raise
     except IcmpNotPermitted as exc:
         return Observation.failed(FailureClass.INTERNAL, exc.strerror or NOT_PERMITTED)
-    except Exception as exc:  # a probe never raises (design rule)
+    except Exception as exc:  # noqa: BLE001 - a probe never raises (design rule)
         fc, detail = classify_exception(exc)
         return Observation.failed(fc, detail, time.perf_counter() - start)
     try:
         rtts, sent = await _exchange(cfg, sock, raw, family, sockaddr, deadline)
     except asyncio.CancelledError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a probe never raises (design rule)
         fc, detail = classify_exception(exc)
         return Observation.failed(fc, detail, time.perf_counter() - start)
     finally:

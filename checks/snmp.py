@@ -234,7 +234,7 @@ async def probe_verbose(cfg: Config, deadline: float) -> tuple[Observation, list
         elapsed = time.perf_counter() - start
         lines.append(f"no reply within {elapsed:.2f}s")
         return Observation.failed(FailureClass.TIMEOUT, _timeout_detail(cfg), elapsed), lines
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a probe never raises (design rule)
         elapsed = time.perf_counter() - start
         fc, detail = _exception_class(exc)
         lines.append(f"error: {detail}")

@@ -71,7 +71,7 @@ class Harness:
     async def wait_for(self, cond: Callable[[], bool], limit: float = 5.0) -> None:
         """Poll `cond` until true; TimeoutError after `limit` seconds."""
         async with asyncio.timeout(limit):
-            while not cond():  # noqa: ASYNC110 - polling state the scheduler owns, on purpose
+            while not cond():
                 await asyncio.sleep(0.01)
 
 
