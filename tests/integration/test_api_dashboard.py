@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -205,3 +207,25 @@ async def test_secure_cookie_behind_https_public_url(monkeypatch: pytest.MonkeyP
         )
         raw = next(v for v in r.headers.getall("Set-Cookie") if v.startswith("nocd_session="))
         assert SimpleCookie(raw)["nocd_session"]["secure"]
+
+
+async def test_stop_does_not_wait_for_a_connected_browser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = await start_world(tmp_path, monkeypatch)
+    stopped = False
+    try:
+        async with browser() as s:
+            await login(s, w.url, READ_TOKEN)
+            async with s.get(w.url + "/ui/events") as r:
+                await r.content.readany()  # the stream is open
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                await asyncio.wait_for(w.daemon.stop(), 10)
+                stopped = True
+                assert loop.time() - t0 < 5  # not aiohttp's 60 s wait for open handlers
+    finally:
+        if not stopped:
+            await w.daemon.stop()
+        w.listener.close()
+        await w.ari.cleanup()
