@@ -8,15 +8,18 @@ it turns red within about two seconds; elm-street probes a live listener and a r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import web
 
 from nocd.configload import load_text
@@ -180,6 +183,24 @@ async def start_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
     daemon = Daemon(load_text(text, "test.yaml"))
     await daemon.start()
     return World(daemon, f"http://127.0.0.1:{port}", listener, runner)
+
+
+@contextlib.asynccontextmanager
+async def running_world(
+    tmp_path_factory: pytest.TempPathFactory, name: str, quiet: bool = False
+) -> AsyncIterator[World]:
+    """A world for a whole test module, with main-street's incident already open.
+
+    `quiet` keeps the daemon's log lines out of stdout (the CLI tests read stdout).
+    """
+    logs = structlog.testing.capture_logs() if quiet else contextlib.nullcontext()
+    with pytest.MonkeyPatch.context() as mp, logs:
+        w = await start_world(tmp_path_factory.mktemp(name), mp)
+        try:
+            await w.wait_for_incident()
+            yield w
+        finally:
+            await stop_world(w)
 
 
 async def stop_world(world: World) -> None:

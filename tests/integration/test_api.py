@@ -14,8 +14,7 @@ from tests.integration.api_world import (
     SECRET_MARKERS,
     WRITE_TOKEN,
     World,
-    start_world,
-    stop_world,
+    running_world,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -23,13 +22,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    with pytest.MonkeyPatch.context() as mp:
-        w = await start_world(tmp_path_factory.mktemp("api"), mp)
-        try:
-            await w.wait_for_incident()
-            yield w
-        finally:
-            await stop_world(w)
+    async with running_world(tmp_path_factory, "api") as w:
+        yield w
 
 
 READ_PATHS = [

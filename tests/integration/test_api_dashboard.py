@@ -20,8 +20,8 @@ from tests.integration.api_world import (
     READ_TOKEN,
     WRITE_TOKEN,
     World,
+    running_world,
     start_world,
-    stop_world,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -29,13 +29,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    with pytest.MonkeyPatch.context() as mp:
-        w = await start_world(tmp_path_factory.mktemp("dash"), mp)
-        try:
-            await w.wait_for_incident()
-            yield w
-        finally:
-            await stop_world(w)
+    async with running_world(tmp_path_factory, "dash") as w:
+        yield w
 
 
 def browser() -> aiohttp.ClientSession:

@@ -12,24 +12,17 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-import structlog
 
 from nocd import cli
-from tests.integration.api_world import READ_TOKEN, WRITE_TOKEN, World, start_world, stop_world
+from tests.integration.api_world import READ_TOKEN, WRITE_TOKEN, World, running_world
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    # The daemon shares this process's stdout: keep its log lines out of the CLI's output.
-    with pytest.MonkeyPatch.context() as mp, structlog.testing.capture_logs():
-        w = await start_world(tmp_path_factory.mktemp("cli"), mp)
-        try:
-            await w.wait_for_incident()
-            yield w
-        finally:
-            await stop_world(w)
+    async with running_world(tmp_path_factory, "cli", quiet=True) as w:
+        yield w
 
 
 async def nocd(
