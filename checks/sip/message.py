@@ -90,8 +90,10 @@ class SipMessage:
         via = self.header("via")
         if via is None:
             return None
-        first = split_comma(via)[0] if "," in via else via
-        return params(first).get("branch")
+        parts = split_comma(via) if "," in via else [via]
+        if not parts:  # a Via of only commas: no branch to match on
+            return None
+        return params(parts[0]).get("branch")
 
     def cseq(self) -> tuple[int, str]:
         """CSeq as (number, method); raises SipParseError when missing or malformed."""

@@ -12,6 +12,20 @@ from tests.peers import free_port, require_binary
 MODULES = Path("/usr/lib/baresip/modules")
 
 
+def _free_sip_port() -> int:
+    """A port with UDP and TCP free, and TCP port+1 free too (baresip's TLS listener)."""
+    for _ in range(50):
+        port = free_port(socket.SOCK_DGRAM)
+        try:
+            for p in (port, port + 1):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free SIP port pair found")
+
+
 class Baresip:
     """A baresip process with the given accounts (user → password), no audio at all."""
 
@@ -25,7 +39,18 @@ class Baresip:
         """Write config and accounts, start baresip (it registers on its own)."""
         binary = require_binary("baresip")
         self.dir.mkdir(parents=True, exist_ok=True)
-        port = free_port(socket.SOCK_DGRAM)
+        # baresip binds UDP and TCP on the port and TLS on port+1; another process may take
+        # one of them between our check and its bind, so retry on "Address already in use".
+        for _ in range(5):
+            self._start_once(binary, _free_sip_port())
+            time.sleep(0.3)
+            if self.proc is not None and self.proc.poll() is None:
+                return
+            if "Address already in use" not in self.tail():
+                return  # a different failure: wait_registered reports it
+        raise RuntimeError(f"baresip could not bind a SIP port: {self.tail()}")
+
+    def _start_once(self, binary: str, port: int) -> None:
         (self.dir / "config").write_text(
             f"poll_method\tepoll\nsip_listen\t127.0.0.1:{port}\n"
             f"module_path\t{MODULES}\nmodule_app\taccount.so\n"
@@ -37,6 +62,8 @@ class Baresip:
                 for user, password in self.accounts.items()
             )
         )
+        if hasattr(self, "log"):
+            self.log.close()
         self.log = (self.dir / "baresip.log").open("wb")
         self.proc = subprocess.Popen(
             [binary, "-4", "-f", str(self.dir)],

@@ -217,3 +217,13 @@ def test_sip_like_messages_never_raise_anything_else(data: bytes) -> None:
         _exercise(parse(data))
     except SipParseError:
         pass
+
+
+def test_via_of_only_commas_has_no_branch() -> None:
+    # Found by hypothesis: a Via header of nothing but commas once raised IndexError.
+    from checks.sip.message import parse as parse_message
+
+    msg = parse_message(
+        b"SIP/2.0 200 OK\r\nVia: ,\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert msg.top_via_branch() is None
