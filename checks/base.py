@@ -89,6 +89,14 @@ def failure_verdict(obs: Observation, cfg: CheckConfig, default: Severity) -> Ve
     return Verdict(cfg.on_failure or default, obs.failure, obs.detail)
 
 
+def success_verdict(obs: Observation, limit: float | None, what: str) -> Verdict:
+    """A successful observation's verdict: degraded (SLOW) when it took over `limit` seconds."""
+    if limit is not None and obs.duration_s > limit:
+        took = f"{what} took {obs.duration_s * 1000:.0f} ms (limit {limit * 1000:.0f} ms)"
+        return Verdict(Severity.DEGRADED, FailureClass.SLOW, took)
+    return Verdict(Severity.OK, FailureClass.NONE, obs.detail)
+
+
 def default_evaluate(obs: Observation, cfg: CheckConfig) -> Verdict:
     """Judge a plain up/down observation: failure is critical unless overridden."""
     if obs.ok:

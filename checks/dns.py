@@ -13,7 +13,7 @@ import dns.rcode
 import dns.resolver
 from pydantic import Field, field_validator
 
-from checks.base import CheckConfig, failure_verdict, time_left
+from checks.base import CheckConfig, failure_verdict, success_verdict, time_left
 from checks.errors import classify_exception
 from checks.snmp_common import split_target
 from nocd.duration import Duration
@@ -153,10 +153,4 @@ def evaluate(obs: Observation, cfg: Config) -> Verdict:
     if not obs.ok:
         default = Severity.DEGRADED if obs.failure is FailureClass.CONTENT else Severity.CRITICAL
         return failure_verdict(obs, cfg, default)
-    if cfg.degraded_after is not None and obs.duration_s > cfg.degraded_after:
-        return Verdict(
-            Severity.DEGRADED,
-            FailureClass.SLOW,
-            f"answer took {obs.duration_s * 1000:.0f} ms (limit {cfg.degraded_after * 1000:.0f} ms)",
-        )
-    return Verdict(Severity.OK, FailureClass.NONE, obs.detail)
+    return success_verdict(obs, cfg.degraded_after, "answer")

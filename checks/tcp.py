@@ -10,10 +10,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from checks.base import CheckConfig, failure_verdict, time_left
+from checks.base import CheckConfig, failure_verdict, success_verdict, time_left
 from checks.errors import classify_exception
 from nocd.duration import Duration
-from nocd.model import FailureClass, Observation, Severity, Verdict
+from nocd.model import Observation, Severity, Verdict
 
 
 def split_host_port(target: str) -> tuple[str, int]:
@@ -56,31 +56,44 @@ def tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
     return ctx
 
 
+async def connect_once(
+    host: str, port: int, ctx: ssl.SSLContext | None, server_name: str | None, deadline: float
+) -> dict[str, object]:
+    """Open one connection (TLS when `ctx`), read its peer facts, close it; raises on error.
+
+    Returns `peername`, and with TLS the peer certificate as `cert` (dict) and `der` (bytes).
+    """
+    async with asyncio.timeout(time_left(deadline)):
+        _, writer = await asyncio.open_connection(
+            host, port, ssl=ctx, server_hostname=(server_name or host) if ctx else None
+        )
+        facts: dict[str, object] = {"peername": writer.get_extra_info("peername")}
+        sslobj = writer.get_extra_info("ssl_object")
+        if sslobj is not None:
+            facts["cert"] = sslobj.getpeercert()
+            facts["der"] = sslobj.getpeercert(binary_form=True)
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except OSError:
+            pass  # the far side closing first is fine: we have what we came for
+    return facts
+
+
 async def probe(cfg: Config, deadline: float) -> Observation:
     """Open (and close) one connection; never raises except on cancellation."""
     host, port = split_host_port(cfg.target)
     start = time.perf_counter()
     try:
-        async with asyncio.timeout(time_left(deadline)):
-            ctx = tls_context(cfg.tls_verify, cfg.ca_file) if cfg.tls else None
-            _, writer = await asyncio.open_connection(
-                host,
-                port,
-                ssl=ctx,
-                server_hostname=(cfg.server_name or host) if ctx else None,
-            )
-            elapsed = time.perf_counter() - start
-            peer = writer.get_extra_info("peername")
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except OSError:
-                pass
+        ctx = tls_context(cfg.tls_verify, cfg.ca_file) if cfg.tls else None
+        facts = await connect_once(host, port, ctx, cfg.server_name, deadline)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - a probe never raises (design rule)
         fc, detail = classify_exception(exc)
         return Observation.failed(fc, detail, time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    peer = facts["peername"]
     address = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
     return Observation.success(f"connected to {address}", elapsed, address=address)
 
@@ -89,10 +102,4 @@ def evaluate(obs: Observation, cfg: Config) -> Verdict:
     """Failure → critical; slow connect → degraded."""
     if not obs.ok:
         return failure_verdict(obs, cfg, Severity.CRITICAL)
-    if cfg.degraded_after is not None and obs.duration_s > cfg.degraded_after:
-        return Verdict(
-            Severity.DEGRADED,
-            FailureClass.SLOW,
-            f"connect took {obs.duration_s * 1000:.0f} ms (limit {cfg.degraded_after * 1000:.0f} ms)",
-        )
-    return Verdict(Severity.OK, FailureClass.NONE, obs.detail)
+    return success_verdict(obs, cfg.degraded_after, "connect")

@@ -9,9 +9,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from checks.base import CheckConfig, failure_verdict, time_left
+from checks.base import CheckConfig, failure_verdict
 from checks.errors import classify_exception
-from checks.tcp import split_host_port, tls_context
+from checks.tcp import connect_once, split_host_port, tls_context
 from nocd.model import FailureClass, Observation, Severity, Verdict
 
 
@@ -44,26 +44,18 @@ async def probe(cfg: Config, deadline: float) -> Observation:
     host, port = split_host_port(cfg.target)
     start = time.perf_counter()
     try:
-        async with asyncio.timeout(time_left(deadline)):
-            ctx = tls_context(cfg.tls_verify, cfg.ca_file)
-            _, writer = await asyncio.open_connection(
-                host, port, ssl=ctx, server_hostname=cfg.server_name or host
-            )
-            sslobj = writer.get_extra_info("ssl_object")
-            cert = sslobj.getpeercert() if sslobj is not None else None
-            der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except OSError:
-                pass
+        ctx = tls_context(cfg.tls_verify, cfg.ca_file)
+        facts = await connect_once(host, port, ctx, cfg.server_name, deadline)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - a probe never raises (design rule)
         fc, detail = classify_exception(exc)
         return Observation.failed(fc, detail, time.perf_counter() - start)
+    cert, der = facts.get("cert"), facts.get("der")
     elapsed = time.perf_counter() - start
-    not_after = _not_after(cert, der)
+    not_after = _not_after(
+        cert if isinstance(cert, dict) else None, der if isinstance(der, bytes) else None
+    )
     if not_after is None:
         return Observation.failed(FailureClass.TLS, "no peer certificate", elapsed)
     days = (not_after - time.time()) / 86400.0
