@@ -4,19 +4,26 @@ Why a heap and not one sleeping task per check: 50,000 sleeping tasks cost ~2 Ki
 their wake-ups are not spread; a single heap keeps every check's runs evenly apart, lets
 start-up and reload be paced (first runs spread over the interval by a stable hash of the
 name), and dispatches all due probes in one pass per tick.
+
+Per probe the scheduler does as little as it can (measured in bench/bench_daemon_sip.py): one
+task, no semaphore (a counter and a FIFO of waiting probes when the cap is reached) and no
+timer (each in-flight task's hard stop is swept every SWEEP seconds; a timer per probe costs a
+Python-compared heap push and pop in the event loop, and keeps its garbage for a while).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import heapq
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import structlog
 
-from checks.base import CheckConfig
+from checks.base import CheckConfig, ProbeFn
 from checks.registry import get as get_check_type
 from nocd.model import FailureClass, Observation
 
@@ -35,6 +42,14 @@ def spread_offset(name: str, interval: float) -> float:
 _Entry = tuple[float, int, str, int]
 """A heap entry: (due, seq, check name, generation); plain tuples compare in C."""
 
+_FREEZE_AT = 1000  # checks; below this a full collection is short anyway
+
+GRACE = 0.25
+"""Past its deadline a probe gets this long to report its own timeout before it is cut."""
+
+SWEEP = 0.1
+"""How often in-flight probes are checked against their hard stop (so cut ≤ 0.1 s late)."""
+
 
 class Scheduler:
     """Runs each enabled, non-passive check on its interval, paced, with deadlines."""
@@ -47,14 +62,19 @@ class Scheduler:
         observe_lateness: Callable[[float], None] | None = None,
     ) -> None:
         self._on_result = on_result
-        self._sem = asyncio.Semaphore(max_concurrency)
+        self._max = max_concurrency
+        # Probes due while `max_concurrency` run: started in due order as slots free up.
+        self._waiting: deque[tuple[CheckConfig, float, int]] = deque()
+        self._cut: set[asyncio.Task[None]] = set()  # tasks cancelled by their hard stop
+        self._probe_fns: dict[str, ProbeFn] = {}
         self._tick = tick
         self._observe_lateness = observe_lateness or (lambda _x: None)
         self._heap: list[_Entry] = []
         self._checks: dict[str, CheckConfig] = {}
         self._gen: dict[str, int] = {}
         self._seq = 0
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: dict[asyncio.Task[None], float] = {}  # task → its hard stop
+        self._next_sweep = 0.0
         self._wake = asyncio.Event()
         self.heartbeat = 0.0  # loop time of the last dispatch pass (watchdog, readiness)
         self.running = False
@@ -70,6 +90,7 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         now = loop.time()
         wanted = {c.name: c for c in checks if c.enabled and not c.passive}
+        self._probe_fns = {c.type: get_check_type(c.type).probe for c in wanted.values()}
         old = self._checks
         self._checks = wanted
         for name in list(self._gen):
@@ -82,6 +103,11 @@ class Scheduler:
             self._gen[name] = self._gen.get(name, 0) + 1
             self._push(name, now + spread_offset(name, cfg.interval))
         self._wake.set()
+        if len(wanted) >= _FREEZE_AT:
+            # The config's objects live until the next reload: move them out of the cyclic
+            # GC's reach, else each full collection re-scans every check's model (a 0.4 s
+            # stall at 20,000 checks, seen in bench_daemon_sip.py, making probes late).
+            gc.freeze()
 
     def _push(self, name: str, due: float) -> None:
         self._seq += 1
@@ -111,8 +137,15 @@ class Scheduler:
                     cfg = checks.get(name)
                     if cfg is None or gens.get(name) != generation:
                         continue  # removed or rescheduled: a stale entry
-                    self._start(cfg, due, generation)
+                    if len(self._inflight) < self._max:
+                        self._start(cfg, due, generation, now)
+                    else:
+                        self._waiting.append((cfg, due, generation))
+                if self._inflight and now >= self._next_sweep:
+                    self._sweep(now)
                 sleep = 1.0 if not heap else min(1.0, max(self._tick, heap[0][0] - now))
+                if self._inflight:
+                    sleep = min(sleep, max(self._tick, self._next_sweep - now))
                 self._wake.clear()
                 # Not asyncio.wait_for: on 3.11 it swallows a cancel that lands just as the
                 # event is set (set_checks/run_now, then stop), and the task never ends.
@@ -122,22 +155,52 @@ class Scheduler:
         finally:
             self.running = False
 
-    def _start(self, cfg: CheckConfig, due: float, generation: int) -> None:
-        self.probes_started += 1
-        task = asyncio.create_task(self._probe(cfg, due, generation))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+    def _sweep(self, now: float) -> None:
+        """Cut the probes past their hard stop (usually none: probes honour their deadline)."""
+        self._next_sweep = now + SWEEP
+        for task in [t for t, stop in self._inflight.items() if stop <= now]:
+            if not task.done() and task not in self._cut:
+                self._cut.add(task)
+                task.cancel()
 
-    async def _probe(self, cfg: CheckConfig, due: float, generation: int) -> None:
+    def _start(self, cfg: CheckConfig, due: float, generation: int, now: float) -> None:
+        self.probes_started += 1
+        deadline = now + cfg.timeout
+        task = asyncio.create_task(self._probe(cfg, due, generation, deadline))
+        self._inflight[task] = deadline + GRACE
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)
+        self._cut.discard(task)
+        while self._waiting and len(self._inflight) < self._max:
+            cfg, due, generation = self._waiting.popleft()
+            if self._gen.get(cfg.name) == generation:  # else removed or rescheduled: skip
+                self._start(cfg, due, generation, asyncio.get_running_loop().time())
+
+    async def _probe(self, cfg: CheckConfig, due: float, generation: int, deadline: float) -> None:
         loop = asyncio.get_running_loop()
-        async with self._sem:
-            started = loop.time()
-            lateness = max(0.0, started - due)
-            self._observe_lateness(lateness)
-            deadline = started + cfg.timeout
-            obs = await run_probe(cfg, deadline)
+        started = loop.time()
+        lateness = started - due
+        self._observe_lateness(lateness if lateness > 0.0 else 0.0)
         try:
-            delay = self._on_result(cfg, obs, lateness)
+            probe = self._probe_fns.get(cfg.type) or get_check_type(cfg.type).probe
+            obs = await probe(cfg, deadline)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task not in self._cut:
+                raise
+            self._cut.discard(task)
+            if task is not None and task.uncancel() > 0:
+                raise  # cancelled by someone else too (shutdown)
+            obs = Observation.failed(
+                FailureClass.TIMEOUT, "probe exceeded its deadline", loop.time() - started
+            )
+        except Exception as exc:  # noqa: BLE001 - a probe or result bug must not stop the schedule
+            log.error("probe raised", check=cfg.name, error=repr(exc))
+            obs = Observation.failed(FailureClass.INTERNAL, f"probe error: {exc!r}")
+        try:
+            delay = self._on_result(cfg, obs, lateness if lateness > 0.0 else 0.0)
         except Exception as exc:  # noqa: BLE001 - a probe or result bug must not stop the schedule
             log.error("result handling failed", check=cfg.name, error=repr(exc))
             delay = None
@@ -157,6 +220,7 @@ class Scheduler:
 
     async def drain(self, grace: float) -> int:
         """Wait up to `grace` seconds for in-flight probes, cancel the rest; returns cancelled."""
+        self._waiting.clear()  # not started yet: nothing to wait for
         pending = set(self._inflight)
         if not pending:
             return 0
