@@ -29,12 +29,14 @@ import platform
 import random
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,7 @@ class Report:
     pages_misattributed: int = 0
     tickets_duplicated: int = 0
     incidents_duplicated: int = 0
+    incidents_resolved: int = 0
     ticket_creates_missing: int = 0
     repeated_ticket_deliveries: int = 0
     twilio_creates: int = 0
@@ -259,11 +262,17 @@ class Zygote:
 
 
 class Targets:
-    """One TCP listener per site on 127.0.0.1; closing one makes its check fail (refused)."""
+    """One TCP listener per site on 127.0.0.1; taking one down makes its check fail (refused).
+
+    A down site's port stays bound (not listening): connects are refused, and no other
+    socket can take the port — neither a test server nor an outgoing connection whose
+    ephemeral port happens to match (a TCP self-connect would "recover" the site).
+    """
 
     def __init__(self) -> None:
         self.servers: list[asyncio.Server | None] = []
         self.ports: list[int] = []
+        self.held: list[socket.socket] = []
 
     async def start(self, n: int) -> None:
         """Open `n` listeners."""
@@ -272,22 +281,33 @@ class Targets:
             w.close()
 
         for _ in range(n):
-            srv = await asyncio.start_server(accept, "127.0.0.1", 0)
+            srv = await asyncio.start_server(accept, "127.0.0.1", 0, reuse_address=True)
             self.servers.append(srv)
             self.ports.append(int(srv.sockets[0].getsockname()[1]))
 
     async def down(self, i: int) -> None:
-        """Take site `i` down."""
+        """Take site `i` down: stop listening, keep the port."""
         srv = self.servers[i]
-        if srv is not None:
-            srv.close()
-            await srv.wait_closed()
-            self.servers[i] = None
+        if srv is None:
+            return
+        srv.close()
+        await srv.wait_closed()
+        self.servers[i] = None
+        hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        hold.bind(("127.0.0.1", self.ports[i]))
+        self.held.append(hold)
 
     async def close(self) -> None:
-        """Close every listener still open."""
+        """Take every site down."""
         for i in range(len(self.servers)):
             await self.down(i)
+
+    def release(self) -> None:
+        """Free the held ports."""
+        for hold in self.held:
+            hold.close()
+        self.held.clear()
 
 
 def _sql(db: Path, query: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -326,7 +346,9 @@ def audit(db: Path, sites: int, fake: FakeTwilio, desk: CountingReceiver, report
     conn = sqlite3.connect(str(db))
     try:
         report.integrity = str(conn.execute("PRAGMA integrity_check").fetchone()[0])
-        incidents = conn.execute("SELECT id, group_key FROM incidents ORDER BY id").fetchall()
+        incidents = conn.execute(
+            "SELECT id, group_key, opened_at, resolved_at FROM incidents ORDER BY id"
+        ).fetchall()
         tickets = Counter(r[0] for r in conn.execute("SELECT incident_id FROM tickets"))
         report.deliveries_in_doubt = conn.execute(
             "SELECT COUNT(*) FROM outbox WHERE attempts > 1"
@@ -342,8 +364,18 @@ def audit(db: Path, sites: int, fake: FakeTwilio, desk: CountingReceiver, report
     finally:
         conn.close()
     report.incidents = len(incidents)
-    groups = Counter(g for _, g in incidents)
-    report.incidents_duplicated = sum(n - 1 for n in groups.values())
+    groups = Counter(r[1] for r in incidents)
+    report.incidents_resolved = sum(1 for r in incidents if r[3] is not None)
+    # Two incidents of one outage group whose lifetimes overlap are one outage counted twice.
+    by_group: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for _, g, opened, resolved in incidents:
+        by_group[g].append((opened, resolved if resolved is not None else float("inf")))
+    for g, spans in by_group.items():
+        spans.sort()
+        for (_, end), (start, _) in pairwise(spans):
+            if start < end:
+                report.incidents_duplicated += 1
+                report.details.append(f"group {g}: overlapping incidents")
     report.details += [f"group {g} has {n} incidents" for g, n in groups.items() if n > 1]
     if len(groups) != sites:
         report.details.append(f"{len(groups)} outage groups for {sites} sites")
@@ -365,7 +397,7 @@ def audit(db: Path, sites: int, fake: FakeTwilio, desk: CountingReceiver, report
         if provider_id is not None and provider_id in sid_key and sid_key[provider_id] != key:
             report.pages_misattributed += 1
             report.details.append(f"page {key} recorded as {provider_id} of {sid_key[provider_id]}")
-    for inc_id, _ in incidents:
+    for inc_id, *_ in incidents:
         for channel in ("voice", "sms"):
             report.pages_expected += 1
             if (inc_id, channel) not in reached:
@@ -491,6 +523,7 @@ async def run_campaign(
             await zygote.stop()
             await desk.stop()
             await targets.close()
+            targets.release()
     report.seconds = round(time.monotonic() - started, 1)
     return report
 

@@ -30,6 +30,7 @@ async def test_random_kills_lose_and_double_nothing(tmp_path: Path) -> None:
     assert report.pages_duplicated == 0, report.details
     assert report.pages_misattributed == 0, report.details
     assert report.tickets_duplicated == 0 and report.incidents_duplicated == 0, report.details
+    assert report.incidents_resolved == 0, report.details  # no site ever came back
     assert report.ticket_creates_missing == 0, report.details
     assert report.integrity == "ok"
     assert report.final_exit == 0, report.details
