@@ -63,8 +63,13 @@ def start_responder(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     """Run the SipResponder in its own process; returns (process, UDP port)."""
     port_file = tmp / "port"
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "bench_sip.py"), "--serve", str(port_file),
-         str(tmp / "cpu")],
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bench_sip.py"),
+            "--serve",
+            str(port_file),
+            str(tmp / "cpu"),
+        ],
         stdin=subprocess.PIPE,
     )
     for _ in range(200):
@@ -203,6 +208,11 @@ async def run_daemon(
                         **startup,
                     }
                 )
+            if os.environ.get("BENCH_GC_TYPES"):  # what full collections still walk
+                import collections
+
+                kinds = collections.Counter(type(o).__name__ for o in gc.get_objects())
+                print("gc-tracked objects by type:", kinds.most_common(15), file=sys.stderr)
         finally:
             gc.callbacks.remove(on_gc)
             await d.stop()
@@ -270,13 +280,20 @@ def main() -> None:
             print("\nmedians over repeats (steady = last interval):")
             for n in [int(x) for x in args.targets.split(",")]:
                 for mode in sorted({r["mode"] for r in out}):
-                    last = [r for r in out if r["targets"] == n and r["mode"] == mode
-                            and r["interval_no"] == max(x["interval_no"] for x in out
-                                                        if x["mode"] == mode)]
+                    last = [
+                        r
+                        for r in out
+                        if r["targets"] == n
+                        and r["mode"] == mode
+                        and r["interval_no"]
+                        == max(x["interval_no"] for x in out if x["mode"] == mode)
+                    ]
                     if last:
                         v = [r["core_pct"] for r in last]
-                        print(f"{mode} {n}: core % median {statistics.median(v):.1f}"
-                              f" range {min(v):.1f}-{max(v):.1f}")
+                        print(
+                            f"{mode} {n}: core % median {statistics.median(v):.1f}"
+                            f" range {min(v):.1f}-{max(v):.1f}"
+                        )
     finally:
         if proc.stdin is not None:
             proc.stdin.close()

@@ -75,6 +75,7 @@ class Scheduler:
         self._seq = 0
         self._inflight: dict[asyncio.Task[None], float] = {}  # task → its hard stop
         self._next_sweep = 0.0
+        self._freeze = False
         self._wake = asyncio.Event()
         self.heartbeat = 0.0  # loop time of the last dispatch pass (watchdog, readiness)
         self.running = False
@@ -103,11 +104,11 @@ class Scheduler:
             self._gen[name] = self._gen.get(name, 0) + 1
             self._push(name, now + spread_offset(name, cfg.interval))
         self._wake.set()
-        if len(wanted) >= _FREEZE_AT:
-            # The config's objects live until the next reload: move them out of the cyclic
-            # GC's reach, else each full collection re-scans every check's model (a 0.4 s
-            # stall at 20,000 checks, seen in bench_daemon_sip.py, making probes late).
-            gc.freeze()
+        # The config's objects (and what reload hooks build from it, after this call) live
+        # until the next reload: the dispatcher's next pass moves them out of the cyclic
+        # GC's reach, else each full collection re-scans every check's model (a 0.4 s stall
+        # at 20,000 checks, seen in bench_daemon_sip.py, making probes late).
+        self._freeze = len(wanted) >= _FREEZE_AT
 
     def _push(self, name: str, due: float) -> None:
         self._seq += 1
@@ -128,6 +129,9 @@ class Scheduler:
         self.running = True
         try:
             while True:
+                if self._freeze:
+                    self._freeze = False
+                    gc.freeze()
                 now = loop.time()
                 self.heartbeat = now
                 heap = self._heap
