@@ -55,6 +55,10 @@ class DaemonConfig(Strict):
     sip_responder: DemoSipResponder | None = Field(
         None, description="demo/lab only: answer SIP OPTIONS/REGISTER on this address"
     )
+    heartbeat_url: str | None = Field(
+        None, description="a dead man's switch (e.g. healthchecks.io) pinged while healthy"
+    )
+    heartbeat_interval: Duration = Field(60.0, gt=0, description="seconds between heartbeats")
 
     @field_validator("listen")
     @classmethod
@@ -67,6 +71,13 @@ class DaemonConfig(Strict):
         if v is not None and not re.match(r"^https?://[^/\s]+", v):
             raise ValueError("public_url must be an http(s):// URL")
         return v.rstrip("/") if v else v
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _heartbeat(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("heartbeat_url must be an http(s):// URL")
+        return v
 
 
 def _any_check() -> Any:

@@ -34,6 +34,7 @@ from nocd.outbox import OutboxWorker
 from nocd.pipeline import Pipeline
 from nocd.scheduler import Scheduler
 from nocd.sdnotify import Notifier
+from nocd.selfcheck import Heartbeat
 from nocd.store import Store
 from nocd.tickets.service import Tickets
 from nocd.web import api, dashboard, health
@@ -131,6 +132,11 @@ class Daemon:
         self._spawn(self._watchdog(), "watchdog")
         self._spawn(self._housekeeping(), "housekeeping")
         self._spawn(self._paging_loop(), "paging")
+        # A dead man's switch outside the host: pinged only while every readiness check holds.
+        self.heartbeat = Heartbeat(
+            lambda: self.config.daemon, lambda: all(self.readiness().values())
+        )
+        self._spawn(self.heartbeat.run(), "heartbeat")
         self.metrics.reload_ok.set(1)
         self.metrics.reload_ts.set(time.time())
         self.notifier.ready()
