@@ -81,6 +81,7 @@ class OutboxWorker:
         self._batch = batch
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
+        self._stranded: set[int] = set()  # rows left 'sending' because the store refused a write
         self.delivered = 0
         self.failed = 0
         self.retried = 0
@@ -114,6 +115,17 @@ class OutboxWorker:
         kinds = list(self._handlers)
         if not kinds:
             return 0
+        if self._stranded:
+            # Like recover() at start-up, without waiting for a restart: back to the queue,
+            # in doubt (attempts > 1), so a send that did happen is reconciled, not repeated.
+            ids = sorted(self._stranded)
+            async with self._store.transaction() as conn:
+                await conn.executemany(
+                    "UPDATE outbox SET state='pending', last_error='store write refused; in doubt' "
+                    "WHERE id=? AND state='sending'",
+                    [(i,) for i in ids],
+                )
+            self._stranded.difference_update(ids)
         marks = ",".join("?" * len(kinds))
         async with self._store.transaction() as conn:
             async with conn.execute(
@@ -134,6 +146,21 @@ class OutboxWorker:
         return len(items)
 
     async def _deliver(self, item: OutboxItem) -> None:
+        try:
+            await self._deliver_once(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the store refused the bookkeeping (disk full, I/O)
+            # The row stays 'sending'; without this it would wait for the next restart.
+            self._stranded.add(item.id)
+            log.error(
+                "outbox bookkeeping failed; the row will be retried",
+                kind=item.kind,
+                key=item.key,
+                error=str(exc),
+            )
+
+    async def _deliver_once(self, item: OutboxItem) -> None:
         async with self._sem:
             handler = self._handlers[item.kind]
             try:
