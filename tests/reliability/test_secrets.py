@@ -374,3 +374,13 @@ async def test_no_secret_in_logs_errors_cli_api_metrics_or_dashboard(
     everything = {"daemon log": logs, **{f"output {i}": s for i, s in enumerate(seen)}}
     found = {where: leaks(text) for where, text in everything.items() if leaks(text)}
     assert not found, found
+
+
+def test_the_search_finds_every_form_of_a_secret() -> None:
+    """A negative control: the search would notice a leak in any of the forms it checks."""
+    token = SECRETS["twilio_token"]
+    assert "twilio_token (0)" in leaks(f"error: {token}!")
+    assert leaks(f"url=https://x.example.com/?t={quote(SECRETS['api_token'], safe='')}")
+    basic = base64.b64encode(f"{SID}:{token}".encode()).decode()
+    assert "twilio basic auth" in leaks(f"Authorization: Basic {basic}")
+    assert leaks("nothing to see here") == []
