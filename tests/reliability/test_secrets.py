@@ -245,7 +245,7 @@ async def exercise_http(port: int, out: list[str]) -> None:
     """Every read endpoint, with and without the token, plus the dashboard login."""
     base = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {SECRETS['api_token']}"}
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         for path in ("/metrics", "/healthz", "/readyz", "/status", "/", "/login"):
             await grab(http, "GET", base + path, out)
         api = f"{base}/api/v1"
@@ -274,15 +274,25 @@ async def exercise_http(port: int, out: list[str]) -> None:
             await grab(http, "GET", f"{api}/incidents/{code}", out, headers=auth)
             await grab(http, "GET", f"{api}/incidents/{code}/rfo", out, headers=auth)
         # The dashboard: log in with the API token, then read the pages a session sees.
-        status, page = await grab(http, "GET", f"{base}/login", out)
+        # Its cookies are Secure (public_url is https): carry them by hand over plain http.
+        async with http.get(f"{base}/login") as resp:
+            page = await resp.text()
+            login_cookie = resp.cookies["nocd_login"].value
         m = re.search(r'name="csrf" value="([^"]+)"', page)
-        if status == 200 and m:
-            form = {"csrf": m.group(1), "token": SECRETS["api_token"]}
-            await grab(http, "POST", f"{base}/login", out, data=form)
-            for path in ("/", "/status"):
-                await grab(http, "GET", base + path, out)
-            form = {"csrf": m.group(1), "token": "not-the-token-" + "x" * 12}
-            await grab(http, "POST", f"{base}/login", out, data=form)
+        assert m, page
+        jar = {"Cookie": f"nocd_login={login_cookie}"}
+        form = {"csrf": m.group(1), "token": SECRETS["api_token"]}
+        async with http.post(
+            f"{base}/login", data=form, headers=jar, allow_redirects=False
+        ) as resp:
+            out.append(f"POST /login -> {resp.status}\n{dict(resp.headers)}\n{await resp.text()}")
+            assert resp.status == 303, out[-1]
+            session = "; ".join(f"{k}={v.value}" for k, v in resp.cookies.items())
+        for path in ("/", "/status"):
+            status, _ = await grab(http, "GET", base + path, out, headers={"Cookie": session})
+            assert status == 200, out[-1]
+        form = {"csrf": m.group(1), "token": "not-the-token-" + "x" * 12}
+        await grab(http, "POST", f"{base}/login", out, data=form, headers=jar)
 
 
 def log_text(path: Path) -> str:
