@@ -80,13 +80,16 @@ def start_responder(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("responder did not start")
 
 
+TICK = 0.005  # daemon.tick; --tick changes it
+
+
 def build_config(n: int, port: int, interval: float, state: Path) -> Any:
     """A Config with n sip_options checks to the local responder (no YAML: that is startup's)."""
     from nocd.config import Config
 
     return Config.model_validate(
         {
-            "daemon": {"listen": "127.0.0.1:0", "state_path": str(state)},
+            "daemon": {"listen": "127.0.0.1:0", "state_path": str(state), "tick": TICK},
             "checks": [
                 {
                     "name": f"bench-{i}",
@@ -241,7 +244,10 @@ def main() -> None:
     ap.add_argument("--bare", action="store_true")
     ap.add_argument("--profile", help="cProfile the last interval into this file")
     ap.add_argument("--json", help="append one JSON object per row to this file")
+    ap.add_argument("--tick", type=float, default=0.005, help="the daemon's scheduler tick, s")
     args = ap.parse_args()
+    global TICK
+    TICK = args.tick
     sys.path.insert(0, str(ROOT / "bench"))
     tmp = Path(tempfile.mkdtemp())
     proc, port = start_responder(tmp)

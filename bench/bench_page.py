@@ -10,7 +10,7 @@ subprocess, plus, per victim, tcp checks to a local listener the bench closes (t
 - `r3`: nocd's default retries 3 (confirmed by 2 re-probes at the retry interval);
 each at interval 5 s and 15 s, each in its own site with its own on-call person (so pages
 are neither grouped nor rate-limited across variants). Pages go to tests/fakes/twilio_fake.
-All victims are killed at once. Measured per check: kill → hard decision (the "check down" transition), decision → first
+Victims are killed 1.3 s apart. Measured per check: kill → hard decision (the "check down" transition), decision → first
 Calls request at the fake Twilio, kill → that request.
 Prometheus: one blackbox_exporter (tcp_connect) probes every victim; two Prometheus +
 Alertmanager pairs, "default" (scrape/eval 15 s, group_wait 30 s) and "tuned" (5 s, 5 s,
@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 SID = "AC" + "0" * 31 + "7"
 TOKEN = "bench-page-token-0123456789"
+STAGGER = 1.3  # seconds between kills
 PHONES: dict[str, str] = {}  # each (victim, variant) has its own on-call number
 VARIANTS = {"r1-5s": (1, 5), "r3-5s": (3, 5), "r1-15s": (1, 15), "r3-15s": (3, 15)}
 
@@ -303,11 +304,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     try:
         await asyncio.sleep(args.warmup)  # every check has run; Prometheus scraped a few times
-        # All victims die at once: each has its own checks, sites, people and Prometheus
-        # alert group, and each check's phase in its interval differs (spread by name).
-        killed = time.perf_counter()
+        # Victims die 1.3 s apart (not a divisor of 5 or 15 s), so the kills land at different
+        # phases of Prometheus' scrape and evaluation cycles as well as of nocd's schedule;
+        # each has its own checks, sites, people and Prometheus alert group.
+        killed_at: list[float] = []
         for victim in victims:
+            killed_at.append(time.perf_counter())
             victim.kill()
+            await asyncio.sleep(STAGGER)
         insts = [f"127.0.0.1:{v.port}" for v in victims]
         names = [f"v{k}-{v}" for k in range(len(victims)) for v in VARIANTS]
         # Bounded: a 15 s interval + 2 retries at 5 s + a 15/15/30 s Prometheus ≈ 70 s.
@@ -322,6 +326,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.01)
         pages = _pages(fake)
         for n in names:
+            killed = killed_at[int(n.split("-", 1)[0][1:])]
             dec, page = decided.get(n), pages.get(n)
             rows.append(
                 {
@@ -333,7 +338,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         if prom is not None:
             for s in prom.SETUPS:
-                for inst in insts:
+                for inst, killed in zip(insts, killed_at, strict=True):
                     got = prom.received[s].get(inst)
                     rows.append(
                         {
