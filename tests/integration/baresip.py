@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.peers import free_port, require_binary
+from tests.peers import free_port, require_binary, stop_process
 
 MODULES = Path("/usr/lib/baresip/modules")
 
@@ -90,12 +90,6 @@ class Baresip:
 
     def stop(self) -> None:
         """SIGTERM (baresip unregisters on it), then kill if it lingers."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         if hasattr(self, "log"):
             self.log.close()

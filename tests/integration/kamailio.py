@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.peers import free_port, require_binary
+from tests.peers import free_port, require_binary, stop_process
 
 MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 
@@ -279,12 +279,6 @@ class Kamailio:
 
     def stop(self) -> None:
         """Terminate Kamailio (kill if it lingers) and close its log."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         if hasattr(self, "log"):
             self.log.close()
