@@ -80,16 +80,19 @@ def start_responder(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("responder did not start")
 
 
-TICK = 0.005  # daemon.tick; --tick changes it
+TICK: float | None = None  # daemon.tick (None: the config default); --tick changes it
 
 
 def build_config(n: int, port: int, interval: float, state: Path) -> Any:
     """A Config with n sip_options checks to the local responder (no YAML: that is startup's)."""
     from nocd.config import Config
 
+    daemon: dict[str, Any] = {"listen": "127.0.0.1:0", "state_path": str(state)}
+    if TICK is not None:
+        daemon["tick"] = TICK
     return Config.model_validate(
         {
-            "daemon": {"listen": "127.0.0.1:0", "state_path": str(state), "tick": TICK},
+            "daemon": daemon,
             "checks": [
                 {
                     "name": f"bench-{i}",
@@ -244,7 +247,7 @@ def main() -> None:
     ap.add_argument("--bare", action="store_true")
     ap.add_argument("--profile", help="cProfile the last interval into this file")
     ap.add_argument("--json", help="append one JSON object per row to this file")
-    ap.add_argument("--tick", type=float, default=0.005, help="the daemon's scheduler tick, s")
+    ap.add_argument("--tick", type=float, help="the daemon's scheduler tick, s (default: config's)")
     args = ap.parse_args()
     global TICK
     TICK = args.tick

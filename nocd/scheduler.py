@@ -58,7 +58,7 @@ class Scheduler:
         self,
         on_result: ResultFn,
         max_concurrency: int = 1000,
-        tick: float = 0.005,
+        tick: float = 0.02,
         observe_lateness: Callable[[float], None] | None = None,
     ) -> None:
         self._on_result = on_result
