@@ -28,6 +28,7 @@ from nocd.incidents.engine import IncidentEngine
 from nocd.intake import alertmanager as am_intake
 from nocd.intake import heartbeat as hb_intake
 from nocd.intake.traps import TrapReceiver
+from nocd.looplag import LoopLag
 from nocd.metrics import Metrics
 from nocd.model import Observation
 from nocd.outbox import OutboxWorker
@@ -137,6 +138,7 @@ class Daemon:
             lambda: self.config.daemon, lambda: all(self.readiness().values())
         )
         self._spawn(self.heartbeat.run(), "heartbeat")
+        self._spawn(LoopLag(self.registry).run(), "looplag")  # nocd_event_loop_lag_seconds
         self.metrics.reload_ok.set(1)
         self.metrics.reload_ts.set(time.time())
         self.notifier.ready()
