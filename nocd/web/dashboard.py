@@ -281,7 +281,9 @@ def setup(app: web.Application, daemon: Daemon) -> Dashboard:
             web.get("/login", dash.login_page),
             web.post("/login", dash.login),
             web.post("/logout", dash.logout),
-            web.get("/ui/events", dash.stream),
+            # No HEAD: the stream writes its events after the headers, which on a HEAD
+            # would put body bytes on a keep-alive connection (the next response desyncs).
+            web.get("/ui/events", dash.stream, allow_head=False),
             web.post("/ui/incidents/{ref}/{action}", dash.act),
             web.post("/ui/silences/{id}/expire", dash.expire_silence),
             *status_page.routes(daemon),
