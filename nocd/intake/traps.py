@@ -88,6 +88,7 @@ class TrapReceiver:
         self.received = 0  # notifications decoded and authenticated
         self.unknown = 0  # matched no rule
         self.errors = 0  # failed while handling (logged)
+        self.malformed = 0  # datagrams pysnmp's decoder choked on (not its own error)
         self.port = 0
         self._engine: Any = None
         self._receiver: Any = None
@@ -135,7 +136,50 @@ class TrapReceiver:
             for sender in user.engine_ids:
                 self._add_user(config, user, OctetString(hexValue=sender))
         self._receiver = ntfrcv.NotificationReceiver(self._engine, self._on_notification)
+        # Every datagram goes through the dispatcher's receive_message; pyasn1 raises
+        # TypeError on some garbage (e.g. any datagram starting with `{`) that would escape
+        # into the event loop's handler, uncounted, with a traceback per packet.
+        dispatcher = self._engine.message_dispatcher
+        self._decode = dispatcher.receive_message
+        dispatcher.receive_message = self.receive_datagram
         log.info("trap receiver listening", listen=f"{host}:{self.port}", rules=len(self.rules))
+
+    def receive_datagram(self, engine: Any, domain: Any, address: Any, data: bytes) -> Any:
+        """Decode and dispatch one datagram; garbage is counted and dropped, never raised."""
+        try:
+            return self._decode(engine, domain, address, data)
+        except Exception as exc:  # noqa: BLE001 - a hostile datagram must not reach the loop
+            self.malformed += 1
+            if self.malformed % 1000 == 1:  # the 1st, 1001st…: a flood cannot flood the log
+                log.warning(
+                    "malformed SNMP datagram dropped",
+                    source=str(address[0]) if address else "?",
+                    error=type(exc).__name__,
+                    malformed=self.malformed,
+                )
+            return b""
+
+    def counters(self) -> dict[str, int]:
+        """What was received and dropped, including pysnmp's own RFC 3418/3414 counters."""
+        out = {"received": self.received, "malformed": self.malformed, "errors": self.errors}
+        if self._engine is None:
+            return out
+        builder = self._engine.get_mib_builder()
+        for mib, name in (
+            ("__SNMPv2-MIB", "snmpInPkts"),
+            ("__SNMPv2-MIB", "snmpInASNParseErrs"),
+            ("__SNMPv2-MIB", "snmpInBadVersions"),
+            ("__SNMPv2-MIB", "snmpInBadCommunityNames"),
+            ("__SNMP-USER-BASED-SM-MIB", "usmStatsUnknownUserNames"),
+            ("__SNMP-USER-BASED-SM-MIB", "usmStatsWrongDigests"),
+            ("__SNMP-USER-BASED-SM-MIB", "usmStatsDecryptionErrors"),
+        ):
+            try:
+                (sym,) = builder.import_symbols(mib, name)
+                out[name] = int(sym.syntax)
+            except Exception:  # noqa: BLE001 - a counter pysnmp lacks is just not reported
+                continue
+        return out
 
     def _add_user(self, config: Any, user: TrapUser, engine_id: Any) -> None:
         auth_proto, priv_proto = user.protocols()
