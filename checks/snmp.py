@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import re
+import socket
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from checks import snmp_ber, snmp_v2c, snmp_v3
 from checks.base import CheckConfig, time_left
 from checks.errors import classify_exception
 from checks.resources import shared
+from checks.snmp_ber import Reply
 from checks.snmp_common import (
     SYS_UPTIME,
     V3Credentials,
     check_oid,
-    error_class,
     plain_value,
     split_target,
 )
+from checks.snmp_v2c import NoValidReply
+from checks.snmp_v3 import SnmpFailure
 from nocd.duration import Duration, format_duration
 from nocd.inventory import Strict
 from nocd.model import FailureClass, Observation, Severity, Verdict, worst
@@ -121,56 +127,11 @@ def uptime_book() -> UptimeBook:
     return shared("snmp.uptimes", UptimeBook, _noop)
 
 
-def _engines() -> dict[Any, Any]:
-    async def close(engines: dict[Any, Any]) -> None:
-        for engine in engines.values():
-            engine.close_dispatcher()
-        engines.clear()
-
-    return shared("snmp.engines", dict, close)
-
-
 def _semaphore() -> asyncio.Semaphore:
     async def _noop(_: asyncio.Semaphore) -> None:
         return None
 
     return shared("snmp.semaphore", lambda: asyncio.Semaphore(MAX_CONCURRENT), _noop)
-
-
-def _engine_and_auth(cfg: Config) -> tuple[Any, Any]:
-    # One engine for all v2c; one per distinct v3 credential set, because pysnmp keeps one
-    # USM entry per user name and two devices may share a name with different keys.
-    from pysnmp.hlapi.v3arch.asyncio import CommunityData, SnmpEngine
-
-    engines = _engines()
-    if cfg.version == "2c":
-        assert cfg.community is not None
-        key: Any = "v2c"
-        auth: Any = CommunityData(cfg.community.get_secret_value(), mpModel=1)
-    else:
-        assert cfg.v3 is not None
-        key = ("v3", *cfg.v3.identity())
-        auth = cfg.v3.usm_user_data()
-    if key not in engines:
-        engines[key] = SnmpEngine()
-    return engines[key], auth
-
-
-def forget_peer(engine: Any, address: Any) -> None:
-    """Drop pysnmp's cached v3 engine ID for one agent so the next request rediscovers it."""
-    # pysnmp keeps a peer's engine ID for 300 s; when a device is replaced or reset its ID
-    # changes and every request fails until then. Its cache has no public API.
-    for mp in engine.message_processing_subsystems.values():
-        cache = getattr(mp, "_SnmpV3MessageProcessingModel__engineIdCache", None)
-        queue = getattr(mp, "_SnmpV3MessageProcessingModel__engineIdCacheExpQueue", None)
-        if not isinstance(cache, dict) or not isinstance(queue, dict):
-            continue
-        stale = [k for k in cache if tuple(k[1]) == tuple(address)]
-        for k in stale:
-            del cache[k]
-            for keys in queue.values():
-                while k in keys:
-                    keys.remove(k)
 
 
 def _oid_list(cfg: Config) -> list[str]:
@@ -188,49 +149,27 @@ async def probe(cfg: Config, deadline: float) -> Observation:
 
 async def probe_verbose(cfg: Config, deadline: float) -> tuple[Observation, list[str]]:
     """Probe, also returning a transcript of the request and the values read."""
-    from pysnmp.hlapi.v3arch.asyncio import (
-        ContextData,
-        ObjectIdentity,
-        ObjectType,
-        Udp6TransportTarget,
-        UdpTransportTarget,
-        get_cmd,
-    )
-
     start = time.perf_counter()
     host, port = split_target(cfg.target, 161)
     oids = _oid_list(cfg)
     lines = [f"SNMP v{cfg.version} GET {host}:{port} {' '.join(oids)}"]
-    attempts = cfg.snmp_retries + 1
-    # Derived from the configured timeout (not time left) so pysnmp's target table,
-    # keyed by timeout, stays the same size however late a probe starts.
-    per_try = max(0.1, round(cfg.timeout * 0.95 / attempts, 2))
-    engine: Any = None
-    target: Any = None
+    sem = _semaphore()
     try:
-        async with asyncio.timeout(time_left(deadline)):
-            async with _semaphore():
-                engine, auth = _engine_and_auth(cfg)
-                target_cls = Udp6TransportTarget if ":" in host else UdpTransportTarget
-                target = await target_cls.create(
-                    (host, port), timeout=per_try, retries=cfg.snmp_retries
-                )
-                context = (
-                    ContextData(contextName=cfg.v3.context.encode()) if cfg.v3 else ContextData()
-                )
-                err_ind, err_status, err_index, var_binds = await get_cmd(
-                    engine,
-                    auth,
-                    target,
-                    context,
-                    *(ObjectType(ObjectIdentity(o)) for o in oids),
-                    lookupMib=False,
-                )
+        if sem.locked():  # only a full semaphore needs a timer to bound the wait
+            async with asyncio.timeout(time_left(deadline)):
+                await sem.acquire()
+        else:
+            await sem.acquire()
+        try:
+            if cfg.version == "2c":
+                reply = await _get_v2c(cfg, host, port, oids, deadline)
+            else:
+                reply = await snmp_v3.get(cfg, host, port, oids, deadline)
+        finally:
+            sem.release()
     except asyncio.CancelledError:
         raise
     except TimeoutError:
-        if engine is not None and target is not None and cfg.version == "3":
-            forget_peer(engine, target.transport_address)
         elapsed = time.perf_counter() - start
         lines.append(f"no reply within {elapsed:.2f}s")
         return Observation.failed(FailureClass.TIMEOUT, _timeout_detail(cfg), elapsed), lines
@@ -240,19 +179,34 @@ async def probe_verbose(cfg: Config, deadline: float) -> tuple[Observation, list
         lines.append(f"error: {detail}")
         return Observation.failed(fc, detail, elapsed), lines
     elapsed = time.perf_counter() - start
-    if err_ind is not None:
-        fc = error_class(err_ind)
-        if cfg.version == "3" and fc in (FailureClass.TIMEOUT, FailureClass.AUTH):
-            forget_peer(engine, target.transport_address)
-        detail = _timeout_detail(cfg) if fc is FailureClass.TIMEOUT else f"SNMP error: {err_ind}"
-        lines.append(f"{detail} after {elapsed * 1000:.0f} ms")
-        return Observation.failed(fc, detail, elapsed), lines
-    if int(err_status):
-        bad = oids[int(err_index) - 1] if 0 < int(err_index) <= len(oids) else "?"
-        detail = f"agent returned {err_status.prettyPrint()} for {bad}"
+    if reply.status:
+        i = reply.index
+        bad = oids[i - 1] if 0 < i <= len(oids) else "?"
+        detail = f"agent returned {reply.status_name} for {bad}"
         lines.append(detail)
         return Observation.failed(FailureClass.BAD_STATUS, detail, elapsed), lines
-    return _observe(cfg, oids, var_binds, elapsed, lines), lines
+    return _observe(cfg, oids, reply.varbinds, elapsed, lines), lines
+
+
+async def _get_v2c(cfg: Config, host: str, port: int, oids: list[str], deadline: float) -> Reply:
+    assert cfg.community is not None
+    tpl = snmp_ber.template(cfg.community.get_secret_value().encode(), tuple(oids))
+    if _is_literal(host):
+        family, addr = await snmp_v2c.resolve(host, port)
+    else:
+        async with asyncio.timeout(time_left(deadline)):
+            family, addr = await snmp_v2c.resolve(host, port)
+    client = await snmp_v2c.sockets().client(family)
+    return await client.get(tpl, addr, deadline, cfg.snmp_retries + 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _observe(
@@ -312,6 +266,12 @@ def _exception_class(exc: BaseException) -> tuple[FailureClass, str]:
         return FailureClass.DNS, f"cannot resolve SNMP target: {re.sub(r'.*: ', '', text)}"
     if "Ciphering services not available" in text:
         return FailureClass.INTERNAL, "SNMP privacy needs the 'cryptography' package"
+    if isinstance(exc, SnmpFailure):
+        return exc.failure, exc.detail
+    if isinstance(exc, NoValidReply):
+        return FailureClass.PROTOCOL, f"malformed SNMP reply: {exc}"
+    if isinstance(exc, socket.gaierror):
+        return FailureClass.DNS, f"cannot resolve SNMP target: {exc.strerror}"
     return classify_exception(exc)
 
 

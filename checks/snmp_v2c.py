@@ -1,0 +1,186 @@
+"""SNMP v2c GETs over one shared UDP socket per address family: request-id matching, resends."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from checks.resources import shared
+from checks.snmp_ber import (
+    REQUEST_ID_MAX,
+    REQUEST_ID_MIN,
+    MalformedReply,
+    Reply,
+    Template,
+    parse,
+    peek,
+)
+
+# pysnmp's hlapi engine spends ~3.5 ms of CPU per GET (MIB-aware varbind objects, full BER
+# decode, its dispatcher); a GET of a few OIDs needs only a fraction of that. v3 stays on
+# the hlapi: USM (discovery, key localisation, timeliness windows) is not redone here.
+
+RECV_BUFFER = 1 << 20  # a burst of replies to concurrent GETs must not overflow the socket
+
+
+class NoValidReply(Exception):
+    """Only malformed datagrams came back from the agent before the deadline."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One GET in flight: where it went, what it asked, and who waits for the reply."""
+
+    addr: tuple[str, int]
+    tpl: Template
+    waiter: asyncio.Future[Reply | None]
+    malformed: str = ""  # why the last matching datagram was rejected
+
+
+@dataclass
+class V2cClient(asyncio.DatagramProtocol):
+    """One UDP socket's GETs in flight, keyed by request-id; replies are matched to them."""
+
+    pending: dict[int, _Pending] = field(default_factory=dict)
+    transport: asyncio.DatagramTransport | None = None
+    ignored: int = 0  # datagrams matching no GET in flight (late, forged or garbage)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport (asyncio calls this once the socket is bound)."""
+        # asyncio's selector datagram transport does not subclass DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        """Hand a well-formed reply to its GET; count and drop anything else."""
+        try:
+            request_id, community, rest = peek(data)
+        except MalformedReply:
+            self.ignored += 1
+            return
+        entry = self.pending.get(request_id)
+        # A reply counts only from the address asked, with the community sent: anything
+        # else is a late reply to an abandoned GET, or forged.
+        if entry is None or tuple(addr[:2]) != entry.addr or community != entry.tpl.community:
+            self.ignored += 1
+            return
+        try:
+            reply = parse(data, rest, entry.tpl)
+        except MalformedReply as exc:
+            entry.malformed = str(exc)  # keep waiting: a resend may bring a good one
+            self.ignored += 1
+            return
+        if not entry.waiter.done():
+            entry.waiter.set_result(reply)
+
+    def error_received(self, exc: Exception) -> None:
+        """ICMP errors on the shared socket belong to no GET in particular: ignore them."""
+
+    async def get(
+        self, tpl: Template, addr: tuple[str, int], deadline: float, attempts: int
+    ) -> Reply:
+        """Send the GET, resending on silence, until a reply or `deadline` (TimeoutError)."""
+        loop = asyncio.get_running_loop()
+        assert self.transport is not None
+        request_id = self._new_id()
+        packet = tpl.with_request_id(request_id)
+        entry = _Pending(addr, tpl, loop.create_future())
+        self.pending[request_id] = entry
+        try:
+            start = loop.time()
+            step = max(0.0, deadline - start) / attempts
+            for attempt in range(1, attempts + 1):
+                # Every try resends the same request-id, so a slow reply to an earlier try
+                # still answers this GET.
+                self.transport.sendto(packet, addr)
+                timer = loop.call_at(
+                    deadline if attempt == attempts else start + step * attempt,
+                    _expire,
+                    entry.waiter,
+                )
+                try:
+                    reply = await entry.waiter
+                finally:
+                    timer.cancel()
+                if reply is not None:
+                    return reply
+                entry.waiter = loop.create_future()
+            if entry.malformed:
+                raise NoValidReply(entry.malformed)
+            raise TimeoutError
+        finally:
+            del self.pending[request_id]
+
+    def _new_id(self) -> int:
+        # Unpredictable ids make blind forgery from off-path hosts impractical.
+        while True:
+            n = int.from_bytes(os.urandom(4), "big") & REQUEST_ID_MAX
+            if n >= REQUEST_ID_MIN and n not in self.pending:
+                return n
+
+
+def _expire(waiter: asyncio.Future[Reply | None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _Sockets:
+    """The loop's v2c sockets, one per address family, opened on first use."""
+
+    def __init__(self) -> None:
+        self.clients: dict[int, V2cClient] = {}
+        self.lock = asyncio.Lock()
+
+    async def client(self, family: int) -> V2cClient:
+        """The family's client, binding its socket the first time."""
+        found = self.clients.get(family)
+        if found is not None:
+            return found
+        async with self.lock:
+            if family not in self.clients:
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
+                    sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+                    sock.setblocking(False)
+                except OSError:
+                    sock.close()
+                    raise
+                _, proto = await asyncio.get_running_loop().create_datagram_endpoint(
+                    V2cClient, sock=sock
+                )
+                self.clients[family] = proto
+            return self.clients[family]
+
+    async def close(self) -> None:
+        """Close every socket; GETs still in flight end by their own deadlines."""
+        for proto in self.clients.values():
+            if proto.transport is not None:
+                proto.transport.close()
+        self.clients.clear()
+
+
+def sockets() -> _Sockets:
+    """The running loop's v2c sockets."""
+
+    async def _close(s: _Sockets) -> None:
+        await s.close()
+
+    return shared("snmp.v2c.sockets", _Sockets, _close)
+
+
+async def resolve(host: str, port: int) -> tuple[int, tuple[str, int]]:
+    """(address family, (address, port)) of a target; IPv6 only for literal v6 addresses."""
+    # As pysnmp's UdpTransportTarget did: names resolve over IPv4; literals need no lookup.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    sockaddr = infos[0][4]
+    return family, (str(sockaddr[0]), int(sockaddr[1]))

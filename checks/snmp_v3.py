@@ -1,0 +1,107 @@
+"""SNMP v3 GETs through pysnmp's hlapi engine (USM: discovery, keys, timeliness)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from checks.resources import shared
+from checks.snmp_ber import Reply
+from checks.snmp_common import V3Credentials, error_class
+from nocd.model import FailureClass
+
+if TYPE_CHECKING:
+    from checks.snmp import Config
+
+
+class SnmpFailure(Exception):
+    """The engine reported an error indication (auth, timeout, parse...)."""
+
+    def __init__(self, failure: FailureClass, detail: str) -> None:
+        super().__init__(detail)
+        self.failure = failure
+        self.detail = detail
+
+
+def _engines() -> dict[Any, Any]:
+    async def close(engines: dict[Any, Any]) -> None:
+        for engine in engines.values():
+            engine.close_dispatcher()
+        engines.clear()
+
+    return shared("snmp.engines", dict, close)
+
+
+def _engine_and_auth(creds: V3Credentials) -> tuple[Any, Any]:
+    # One engine per distinct v3 credential set, because pysnmp keeps one USM entry per
+    # user name and two devices may share a name with different keys.
+    from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
+
+    engines = _engines()
+    key = ("v3", *creds.identity())
+    if key not in engines:
+        engines[key] = SnmpEngine()
+    return engines[key], creds.usm_user_data()
+
+
+def forget_peer(engine: Any, address: Any) -> None:
+    """Drop pysnmp's cached v3 engine ID for one agent so the next request rediscovers it."""
+    # pysnmp keeps a peer's engine ID for 300 s; when a device is replaced or reset its ID
+    # changes and every request fails until then. Its cache has no public API.
+    for mp in engine.message_processing_subsystems.values():
+        cache = getattr(mp, "_SnmpV3MessageProcessingModel__engineIdCache", None)
+        queue = getattr(mp, "_SnmpV3MessageProcessingModel__engineIdCacheExpQueue", None)
+        if not isinstance(cache, dict) or not isinstance(queue, dict):
+            continue
+        stale = [k for k in cache if tuple(k[1]) == tuple(address)]
+        for k in stale:
+            del cache[k]
+            for keys in queue.values():
+                while k in keys:
+                    keys.remove(k)
+
+
+async def get(cfg: Config, host: str, port: int, oids: list[str], deadline: float) -> Reply:
+    """One v3 GET by the hlapi; TimeoutError at `deadline`, SnmpFailure on engine errors."""
+    from pysnmp.hlapi.v3arch.asyncio import (
+        ContextData,
+        ObjectIdentity,
+        ObjectType,
+        Udp6TransportTarget,
+        UdpTransportTarget,
+        get_cmd,
+    )
+
+    assert cfg.v3 is not None
+    attempts = cfg.snmp_retries + 1
+    # Derived from the configured timeout (not time left) so pysnmp's target table,
+    # keyed by timeout, stays the same size however late a probe starts.
+    per_try = max(0.1, round(cfg.timeout * 0.95 / attempts, 2))
+    engine, auth = _engine_and_auth(cfg.v3)
+    target: Any = None
+    try:
+        async with asyncio.timeout_at(deadline):
+            target_cls = Udp6TransportTarget if ":" in host else UdpTransportTarget
+            target = await target_cls.create(
+                (host, port), timeout=per_try, retries=cfg.snmp_retries
+            )
+            err_ind, err_status, err_index, var_binds = await get_cmd(
+                engine,
+                auth,
+                target,
+                ContextData(contextName=cfg.v3.context.encode()),
+                *(ObjectType(ObjectIdentity(o)) for o in oids),
+                lookupMib=False,
+            )
+    except TimeoutError:
+        if target is not None:
+            forget_peer(engine, target.transport_address)
+        raise
+    if err_ind is not None:
+        fc = error_class(err_ind)
+        if fc in (FailureClass.TIMEOUT, FailureClass.AUTH):
+            forget_peer(engine, target.transport_address)
+        if fc is FailureClass.TIMEOUT:
+            raise TimeoutError
+        raise SnmpFailure(fc, f"SNMP error: {err_ind}")
+    return Reply(int(err_status), int(err_index), [(str(n), v) for n, v in var_binds])
