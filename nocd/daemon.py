@@ -86,6 +86,11 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
+        # Set when an escalation step became due now: the paging loop runs at once instead of
+        # at its next poll (issue #9: decision → page request within 1 s at p99).
+        self._paging_due = asyncio.Event()
+        self.paging_passes = 0  # paging loop passes run (tests observe the loop through it)
+        self.poll_fallback = 1.0  # seconds between paging/outbox polls when nothing wakes them
         self.bound: tuple[str, int] | None = None
         self.reload_hooks: list[Callable[[Config], None]] = []
         self.auth = TokenAuth(config.api)  # API bearer tokens; the dashboard logs in with them
@@ -129,10 +134,10 @@ class Daemon:
         await self._start_http()
         self._spawn(self.scheduler.run(), "scheduler")
         self._spawn(self.pipeline.run(), "pipeline")
-        self._spawn(self.outbox.run(), "outbox")
+        self._spawn(self.outbox.run(self.poll_fallback), "outbox")
         self._spawn(self._watchdog(), "watchdog")
         self._spawn(self._housekeeping(), "housekeeping")
-        self._spawn(self._paging_loop(), "paging")
+        self._spawn(self._paging_loop(self.poll_fallback), "paging")
         # A dead man's switch outside the host: pinged only while every readiness check holds.
         self.heartbeat = Heartbeat(
             lambda: self.config.daemon, lambda: all(self.readiness().values())
@@ -291,6 +296,7 @@ class Daemon:
             self.store, cfg.paging, cfg.support_hours, notifier, self.clock, cfg.daemon.public_url
         )
         self.pager.on_wake = self.outbox.wake
+        self.pager.on_due = self._paging_due.set
         self.engine.subscribe(self.pager, pages=True)
         self.outbox.register("notify", self.pager.deliver_notify)
         self.outbox.register("digest", self.pager.deliver_digest)
@@ -314,10 +320,13 @@ class Daemon:
         self._paging_provider = cfg.paging.provider
 
     async def _paging_loop(self, period: float = 1.0) -> None:
-        """Fire due escalation steps and digests once a second (persisted deadlines);
-        refresh on-call iCal files and feeds when each is due."""
+        """Fire due escalation steps and digests at once when woken, else every `period`
+        seconds (persisted deadlines); refresh on-call iCal files and feeds when each is due."""
         assert self.pager is not None
         while True:
+            # Cleared before the pass: a step recorded due during the pass runs another pass.
+            self._paging_due.clear()
+            self.paging_passes += 1
             try:
                 now = self.clock.now()
                 await self.ical_feeds.refresh(self.config.paging, now)
@@ -327,7 +336,11 @@ class Daemon:
                 raise
             except Exception as exc:  # noqa: BLE001 - a store hiccup must not end paging
                 log.error("paging loop failed; retrying", error=str(exc))
-            await asyncio.sleep(period)
+            # The poll is the fallback for steps timed in the future; asyncio.timeout, not
+            # wait_for (3.11's wait_for can swallow a cancel, see scheduler).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(period):
+                    await self._paging_due.wait()
 
     async def _housekeeping(self, period: float = 1.0) -> None:
         """Once a second: hold-down resolves, outbox gauge."""

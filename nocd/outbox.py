@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import random
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,12 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[["OutboxItem"], Awaitable[str | None]]
 """Delivers one item and returns the provider's id (or None); raises DeliveryError."""
+
+# The worker delivering from each store connection: `enqueue` wakes it, so a row recorded by
+# any caller (pages, tickets, digests) goes out without waiting for the worker's poll.
+_WAKERS: weakref.WeakKeyDictionary[aiosqlite.Connection, Callable[[], None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +62,12 @@ async def enqueue(
         "VALUES (?, ?, ?, ?, ?, ?)",
         (key, kind, json.dumps(payload, sort_keys=True), incident_id, not_before or now, now),
     )
-    return cur.rowcount == 1
+    added = cur.rowcount == 1
+    wake = _WAKERS.get(conn) if added else None
+    if wake is not None:
+        # Inside the caller's transaction: the worker's own transaction waits for its commit.
+        wake()
+    return added
 
 
 def backoff(attempts: int, base: float = 5.0, cap: float = 300.0) -> float:
@@ -82,6 +94,7 @@ class OutboxWorker:
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._stranded: set[int] = set()  # rows left 'sending' because the store refused a write
+        _WAKERS[store.reader] = self.wake
         self.delivered = 0
         self.failed = 0
         self.retried = 0
@@ -210,6 +223,9 @@ class OutboxWorker:
     async def run(self, poll: float = 1.0) -> None:
         """Deliver forever: on wake-up or every `poll` seconds."""
         while True:
+            # Cleared before the pass, not after: a wake-up arriving during the pass (a row
+            # enqueued meanwhile) must start another pass at once, not wait for the poll.
+            self._wake.clear()
             try:
                 while await self.run_once() >= self._batch:
                     pass
@@ -217,7 +233,6 @@ class OutboxWorker:
                 raise
             except Exception as exc:  # noqa: BLE001 - a handler bug or store hiccup must not lose the row or stop delivery
                 log.error("outbox worker error", error=str(exc))
-            self._wake.clear()
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (see scheduler).
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(poll):

@@ -8,6 +8,7 @@ Contract for the lead:
     worker.register("digest", pager.deliver_digest)
     pager.configure(paging_cfg, calendars, public_url, ical, notifier=None)   # on SIGHUP
     pager.on_wake = worker.wake                      # optional: deliver without polling lag
+    pager.on_due = event.set                         # optional: a step is due now, run run_due
 Webhooks (paging.webhooks) use `page`, `on_status`, `person_by_number`, `seen`/`remember`.
 """
 
@@ -63,6 +64,9 @@ class Pager:
         self._notifier = notifier
         self._clock = clock
         self.on_wake: Callable[[], None] | None = None
+        # Called when a step became due now (escalation started, a call went unanswered), so
+        # the caller's loop runs run_due at once instead of at its next poll.
+        self.on_due: Callable[[], None] | None = None
         self.configure(paging, calendars, public_url, ical)
 
     def configure(
@@ -158,6 +162,7 @@ class Pager:
                 await add_event(conn, inc.id, event.at, "page", text, {"error": True})
                 log.error("cannot page: no escalation policy", incident=inc.code, route=d.route)
             elif await escalation.start(conn, inc.id, d.policy, event.at):
+                self._due_now()
                 await add_event(
                     conn,
                     inc.id,
@@ -168,6 +173,11 @@ class Pager:
                 )
         if d.digest and d.digest_at is not None:
             await digest.hold(conn, inc.id, d.route, d.digest_at, d.digest_to, event.at)
+
+    def _due_now(self) -> None:
+        # Set inside the caller's transaction: the woken loop's own transaction waits for it.
+        if self.on_due is not None:
+            self.on_due()
 
     # ---- the loop's tick -----------------------------------------------------------------
 
@@ -406,6 +416,7 @@ class Pager:
                 )
             if rec.channel == "voice" and status in CALL_FAILED:
                 await call_failed(conn, self.paging, rec, now)
+                self._due_now()  # the next step may now be due
             elif rec.channel == "sms" and status in SMS_FAILED:
                 await fallback(conn, self.paging, rec, now)
         if self.on_wake is not None:
