@@ -21,6 +21,13 @@ log = structlog.get_logger(__name__)
 _MIGRATION = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
+def _try_open(path: str) -> None:
+    """Open and close `path` with sqlite3 (raises sqlite3.Error if it cannot be opened)."""
+    import sqlite3 as _sqlite3  # local: keeps this helper independent of the module's imports
+
+    _sqlite3.connect(path).close()
+
+
 class StoreError(Exception):
     """The store cannot be opened or written (disk full, read-only, corrupt)."""
 
@@ -54,6 +61,10 @@ class Store:
         if p != ":memory:":
             Path(p).parent.mkdir(parents=True, exist_ok=True)
         try:
+            # Try the file with plain sqlite3 first: when aiosqlite's own connect fails it
+            # leaves its worker thread to answer a future on a loop that may be closed by
+            # then (an unhandled thread exception), so most failures must not reach it.
+            await asyncio.to_thread(_try_open, p)
             db = await aiosqlite.connect(p, isolation_level=None)
         except Exception as exc:
             raise StoreError(f"cannot open state database {p}: {exc}") from exc
