@@ -17,12 +17,11 @@ from checks import snmp_ber, snmp_v2c, snmp_v3
 from checks.base import CheckConfig, time_left
 from checks.errors import classify_exception
 from checks.resources import shared
-from checks.snmp_ber import Reply
+from checks.snmp_ber import Plain, Reply
 from checks.snmp_common import (
     SYS_UPTIME,
     V3Credentials,
     check_oid,
-    plain_value,
     split_target,
 )
 from checks.snmp_v2c import NoValidReply
@@ -210,13 +209,15 @@ def _is_literal(host: str) -> bool:
 
 
 def _observe(
-    cfg: Config, oids: Sequence[str], var_binds: Sequence[Any], elapsed: float, lines: list[str]
+    cfg: Config,
+    oids: Sequence[str],
+    var_binds: Sequence[tuple[str, Plain]],
+    elapsed: float,
+    lines: list[str],
 ) -> Observation:
     by_oid: dict[str, Any] = {}
     missing: list[str] = []
-    for name, val in var_binds:
-        oid = str(name)
-        text, number, absent = plain_value(val)
+    for oid, (text, number, absent) in var_binds:
         lines.append(f"  {oid} = {text}")
         if absent:
             missing.append(oid)

@@ -128,11 +128,15 @@ def plain_value(val: Any) -> tuple[str, int | float | None, bool]:
     if isinstance(val, univ.Integer):
         return str(int(val)), int(val), False
     if isinstance(val, univ.OctetString) and not _is_ip(val):
-        raw = bytes(val)
-        text = raw.decode("utf-8", "replace") if _printable(raw) else "0x" + raw.hex()
-        return text, _number(text), False
+        return octets_value(bytes(val))
     text = val.prettyPrint()
     return text, None, False
+
+
+def octets_value(raw: bytes) -> tuple[str, int | float | None, bool]:
+    """An OCTET STRING value as plain_value gives it: text if printable, else hex."""
+    text = raw.decode("utf-8", "replace") if _printable(raw) else "0x" + raw.hex()
+    return text, _number(text), False
 
 
 def _is_ip(val: Any) -> bool:

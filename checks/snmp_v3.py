@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from checks.resources import shared
 from checks.snmp_ber import Reply
-from checks.snmp_common import V3Credentials, error_class
+from checks.snmp_common import V3Credentials, error_class, plain_value
 from nocd.model import FailureClass
 
 if TYPE_CHECKING:
@@ -104,4 +104,4 @@ async def get(cfg: Config, host: str, port: int, oids: list[str], deadline: floa
         if fc is FailureClass.TIMEOUT:
             raise TimeoutError
         raise SnmpFailure(fc, f"SNMP error: {err_ind}")
-    return Reply(int(err_status), int(err_index), [(str(n), v) for n, v in var_binds])
+    return Reply(int(err_status), int(err_index), [(str(n), plain_value(v)) for n, v in var_binds])
