@@ -105,8 +105,13 @@ def template(community: bytes, oids: tuple[str, ...]) -> Template:
     return Template(a, at, community, oids, tlvs)
 
 
-def _tlv(data: bytes, pos: int, end: int, tag: int | None) -> tuple[int, int, int]:
-    """(tag, content start, content end) of the TLV at `pos`, which must lie within `end`."""
+def _tlv(
+    data: bytes, pos: int, end: int, tag: int | None, *, lenient: bool = False
+) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the TLV at `pos`, which must lie within `end`.
+
+    `lenient`: the header must lie within `end`, the content may run past it.
+    """
     if pos + 2 > end:
         raise MalformedReply("truncated")
     t = data[pos]
@@ -124,7 +129,7 @@ def _tlv(data: bytes, pos: int, end: int, tag: int | None) -> tuple[int, int, in
             raise MalformedReply("truncated")
         n = int.from_bytes(data[pos : pos + width], "big")
         pos += width
-    if pos + n > end:
+    if pos + n > end and not lenient:
         raise MalformedReply("truncated")
     return t, pos, pos + n
 
@@ -137,21 +142,27 @@ def _int(data: bytes, pos: int, end: int) -> tuple[int, int]:
     return int.from_bytes(data[start:stop], "big", signed=True), stop
 
 
-def peek(data: bytes) -> tuple[int, bytes, int]:
-    """(request-id, community, offset of error-status) of a v2c Response-PDU."""
-    _, pos, end = _tlv(data, 0, len(data), _SEQUENCE)
-    if end != len(data):
-        raise MalformedReply("trailing bytes after the message")
-    version, pos = _int(data, pos, end)
+def peek(data: bytes) -> tuple[int, bytes, int, str]:
+    """(request-id, community, offset of error-status, framing problem or "") of a reply.
+
+    The outer lengths are only reported, not enforced, so that a truncated reply can still
+    be matched to its GET and told apart from someone else's garbage.
+    """
+    size = len(data)
+    _, pos, end = _tlv(data, 0, size, _SEQUENCE, lenient=True)
+    version, pos = _int(data, pos, size)
     if version != _SNMP_V2C:
         raise MalformedReply(f"SNMP version {version}, not v2c")
-    _, start, pos = _tlv(data, pos, end, _OCTETS)
+    _, start, pos = _tlv(data, pos, size, _OCTETS)
     community = data[start:pos]
-    _, pos, pdu_end = _tlv(data, pos, end, _RESPONSE_PDU)
-    if pdu_end != end:
-        raise MalformedReply("trailing bytes after the PDU")
-    request_id, pos = _int(data, pos, end)
-    return request_id, community, pos
+    _, pos, pdu_end = _tlv(data, pos, size, _RESPONSE_PDU, lenient=True)
+    request_id, pos = _int(data, pos, size)
+    problem = ""
+    if max(end, pdu_end) > size:
+        problem = "truncated"
+    elif end != size or pdu_end != size:
+        problem = "trailing bytes after the PDU"
+    return request_id, community, pos, problem
 
 
 def parse(data: bytes, pos: int, tpl: Template) -> Reply:

@@ -56,7 +56,7 @@ class V2cClient(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         """Hand a well-formed reply to its GET; count and drop anything else."""
         try:
-            request_id, community, rest = peek(data)
+            request_id, community, rest, problem = peek(data)
         except MalformedReply:
             self.ignored += 1
             return
@@ -67,6 +67,8 @@ class V2cClient(asyncio.DatagramProtocol):
             self.ignored += 1
             return
         try:
+            if problem:
+                raise MalformedReply(problem)
             reply = parse(data, rest, entry.tpl)
         except MalformedReply as exc:
             entry.malformed = str(exc)  # keep waiting: a resend may bring a good one
