@@ -4,30 +4,38 @@
 fake) replaces https://api.twilio.com by rewriting each request's scheme and host in a
 subclass of AsyncTwilioHttpClient (PITFALLS: twilio has no base-URL setting).
 Errors become DeliveryError: 429/5xx/network → retryable (a send that may have reached
-Twilio is reconciled before any resend); invalid number and other 4xx → permanent.
+Twilio is reconciled before any resend), waiting as long as a 429/503's Retry-After asks (at
+most MAX_RETRY_AFTER); invalid number and other 4xx → permanent.
 """
 
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import structlog
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
 from nocd.delivery import DeliveryError
+from nocd.tickets.sink import retry_after
 from paging.config import Channel, TwilioProvider
 from paging.notifiers import PageRequest
 
 log = structlog.get_logger(__name__)
 
 _CLOCK_SKEW = 300.0  # provider timestamps vs ours: look this far back when reconciling
+MAX_RETRY_AFTER = 300.0  # a page never waits longer than this on the provider's say-so
+RATE_LIMITED_WAIT = 30.0  # a 429 without Retry-After
+# The Retry-After of the last 429/503 reply in this task: the library's exceptions drop the
+# headers, and each send runs in its own task, so a context variable carries it to _classify.
+_retry_after: ContextVar[float | None] = ContextVar("twilio_retry_after", default=None)
 
 
 class _RebasedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
@@ -72,6 +80,9 @@ class _RebasedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             timeout=aiohttp.ClientTimeout(total=total),
             allow_redirects=allow_redirects,
         ) as resp:
+            if resp.status in (429, 503):
+                wait = retry_after(resp.headers.get("Retry-After"), resp.headers.get("Date"))
+                _retry_after.set(wait)
             return Response(resp.status, await resp.text(), resp.headers)
 
     async def close(self) -> None:
@@ -81,16 +92,30 @@ class _RebasedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             self._session = None
 
 
+def _http_status(exc: BaseException) -> tuple[int, str] | None:
+    """(HTTP status, detail) of a Twilio API error: a REST error, or a list's failed page."""
+    if isinstance(exc, TwilioRestException):
+        return int(exc.status or 0), f"code {exc.code}: {str(exc.msg)[:200]}"
+    if isinstance(exc, TwilioException) and len(exc.args) > 1:
+        status = getattr(exc.args[1], "status_code", None)  # ("Unable to fetch page", Response)
+        if isinstance(status, int):
+            return status, str(exc.args[0])[:200]
+    return None
+
+
 def _classify(exc: BaseException, what: str) -> DeliveryError:
     """Map a Twilio/network failure onto DeliveryError (no secrets in the reason)."""
-    if isinstance(exc, TwilioRestException):
-        status = int(exc.status or 0)
-        reason = f"twilio {what}: HTTP {status} code {exc.code}: {str(exc.msg)[:200]}"
+    http = _http_status(exc)
+    if http is not None:
+        status, detail = http
+        reason = f"twilio {what}: HTTP {status} {detail}"
+        asked = _retry_after.get() if status in (429, 503) else None
+        wait = min(asked, MAX_RETRY_AFTER) if asked is not None else None
         if status == 429:
-            return DeliveryError(reason, retryable=True, retry_after=30.0)
+            return DeliveryError(reason, retryable=True, retry_after=wait or RATE_LIMITED_WAIT)
         if status >= 500 or status in (401, 403):
             # 401/403: credentials may be fixed by a reload; a page must not be dropped.
-            return DeliveryError(reason, retryable=True)
+            return DeliveryError(reason, retryable=True, retry_after=wait)
         return DeliveryError(reason, retryable=False)
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ClientError | OSError):
         return DeliveryError(f"twilio {what}: {type(exc).__name__}: {exc}"[:300], retryable=True)
@@ -126,6 +151,7 @@ class TwilioNotifier:
     async def send(self, page: PageRequest) -> str:
         """Place the call or send the SMS; returns the Call/Message SID."""
         api = self._api()
+        _retry_after.set(None)
         try:
             if page.channel == "voice":
                 kwargs: dict[str, Any] = {"to": page.to, "from_": self._cfg.from_number}
@@ -172,6 +198,7 @@ class TwilioNotifier:
         a message must also carry exactly this page's text.
         """
         api = self._api()
+        _retry_after.set(None)
         after = since - _CLOCK_SKEW
         try:
             if page.channel == "voice":
@@ -197,6 +224,7 @@ class TwilioNotifier:
     async def status(self, channel: Channel, provider_id: str) -> str | None:
         """Fetch the current status of a call or message."""
         api = self._api()
+        _retry_after.set(None)
         try:
             if channel == "voice":
                 return str((await api.calls(provider_id).fetch_async()).status)

@@ -9,6 +9,7 @@ v3 requires Atlassian Document Format bodies where v2 takes plain strings.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from dataclasses import dataclass, field
@@ -52,13 +53,19 @@ def adf_text(doc: Any) -> str:
 
 @dataclass
 class JiraFake:
-    """State and handlers; `fail_next` queues (status, Retry-After) replies for any request."""
+    """State and handlers; `fail_next` queues (status, Retry-After) replies for any request.
+
+    For an outage of any length: `fail_all` answers every request with (status, Retry-After)
+    and `hang` holds every request unanswered (the client times out), until cleared.
+    """
 
     email: str
     token: str
     projects: tuple[str, ...] = ("NOC",)
     issues: dict[str, Issue] = field(default_factory=dict)
     fail_next: list[tuple[int, str | None]] = field(default_factory=list)
+    fail_all: tuple[int, str | None] | None = None
+    hang: bool = False
     requests: list[tuple[str, str]] = field(default_factory=list)
     base_url: str = ""
     _runner: web.AppRunner | None = None
@@ -66,8 +73,11 @@ class JiraFake:
     @web.middleware
     async def _gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests.append((request.method, request.path))
-        if self.fail_next:
-            status, after = self.fail_next.pop(0)
+        while self.hang:  # cleared by the test or by stop()
+            await asyncio.sleep(0.05)
+        failure = self.fail_next.pop(0) if self.fail_next else self.fail_all
+        if failure is not None:
+            status, after = failure
             headers = {"Retry-After": after} if after else {}
             return web.json_response(
                 {"errorMessages": ["Rate limit exceeded." if status == 429 else "Internal error"]},
@@ -265,5 +275,6 @@ class JiraFake:
 
     async def stop(self) -> None:
         """Stop listening."""
+        self.hang = False
         if self._runner is not None:
             await self._runner.cleanup()

@@ -2,8 +2,9 @@
 
 A real aiohttp server on 127.0.0.1: the official `twilio` client is pointed at it. It checks
 basic auth, validates parameters like Twilio (E.164 `To`, `Url`/`Twiml` for calls), records
-every request, and can be switched at runtime to answer 429 / 500, hang (timeout), or reset
-the connection before or *after* creating the resource (an in-doubt send).
+every request (with the fake clock's time), and can be switched at runtime to answer 429 /
+500 / 503 (with a Retry-After header when `retry_after` is set), hang (timeout), or reset the
+connection before or *after* creating the resource (an in-doubt send).
 
 As Twilio, it POSTs to nocd's webhooks with an X-Twilio-Signature computed by the official
 `RequestValidator` over the *public* URL nocd was given (`public_url`), while the bytes go to
@@ -41,6 +42,7 @@ class Recorded:
     form: dict[str, Any]
     authorized: bool
     answered: int = 0
+    at: float = 0.0  # the fake clock's time when it arrived
 
 
 @dataclass
@@ -74,7 +76,8 @@ class FakeTwilio:
         self.requests: list[Recorded] = []
         self.calls: dict[str, Resource] = {}
         self.messages: dict[str, Resource] = {}
-        self.mode = "ok"  # ok | 429 | 500 | timeout | reset | reset_after_create
+        self.mode = "ok"  # ok | 429 | 500 | 503 | timeout | reset | reset_after_create
+        self.retry_after: str | None = None  # Retry-After sent with 429 and 503 replies
         self.mode_count: int | None = None  # None: until changed; N: the next N requests
         # "call:+1555…" / "message:+1555…" → (Twilio error code, message): a 400 on create
         self.reject: dict[str, tuple[int, str]] = {}
@@ -121,7 +124,9 @@ class FakeTwilio:
 
     # ---- REST API ------------------------------------------------------------------------
 
-    def _error(self, status: int, code: int, message: str) -> web.Response:
+    def _error(
+        self, status: int, code: int, message: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
         return web.json_response(
             {
                 "code": code,
@@ -130,6 +135,7 @@ class FakeTwilio:
                 "status": status,
             },
             status=status,
+            headers=headers,
         )
 
     async def _gate(self, request: web.Request) -> tuple[web.StreamResponse | None, str]:
@@ -143,7 +149,9 @@ class FakeTwilio:
                 ok = login == self.account_sid and password == self.auth_token
             except ValueError:
                 ok = False
-        self.requests.append(Recorded(request.method, request.path, dict(request.query), form, ok))
+        self.requests.append(
+            Recorded(request.method, request.path, dict(request.query), form, ok, at=self.now())
+        )
         if not ok or request.match_info["account"] != self.account_sid:
             return self._error(401, 20003, "Authenticate"), "ok"
         mode = self.mode
@@ -152,10 +160,13 @@ class FakeTwilio:
                 mode = "ok"
             else:
                 self.mode_count -= 1
+        later = {"Retry-After": self.retry_after} if self.retry_after else None
         if mode == "429":
-            return self._error(429, 20429, "Too Many Requests"), mode
+            return self._error(429, 20429, "Too Many Requests", later), mode
         if mode == "500":
             return self._error(500, 20500, "Internal Server Error"), mode
+        if mode == "503":
+            return self._error(503, 20503, "Service Unavailable", later), mode
         if mode == "timeout":
             await self._hang.wait()
             return self._error(503, 20503, "Service Unavailable"), mode

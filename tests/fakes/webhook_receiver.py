@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -24,7 +25,11 @@ class Received:
 
 @dataclass
 class WebhookReceiver:
-    """Accepts POST /hook signed with `secret`; `fail_next` queues error replies."""
+    """Accepts POST /hook signed with `secret`; `fail_next` queues error replies.
+
+    For an outage of any length: `fail_all` answers every request with (status, Retry-After)
+    and `hang` holds every request unanswered (the sender times out), until cleared.
+    """
 
     secret: bytes
     accepted: list[Received] = field(default_factory=list)
@@ -32,14 +37,19 @@ class WebhookReceiver:
     forged: int = 0
     attempts: int = 0
     fail_next: list[tuple[int, str | None]] = field(default_factory=list)  # (status, Retry-After)
+    fail_all: tuple[int, str | None] | None = None
+    hang: bool = False
     _runner: web.AppRunner | None = None
     url: str = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         """Check the signature, then record the delivery once per idempotency key."""
         self.attempts += 1
-        if self.fail_next:
-            status, after = self.fail_next.pop(0)
+        while self.hang:  # cleared by the test or by stop()
+            await asyncio.sleep(0.05)
+        failure = self.fail_next.pop(0) if self.fail_next else self.fail_all
+        if failure is not None:
+            status, after = failure
             headers = {"Retry-After": after} if after else {}
             return web.Response(status=status, text="try later", headers=headers)
         raw = await request.read()
@@ -72,5 +82,6 @@ class WebhookReceiver:
 
     async def stop(self) -> None:
         """Stop listening."""
+        self.hang = False
         if self._runner is not None:
             await self._runner.cleanup()
