@@ -67,6 +67,16 @@ class CheckConfig(BaseModel):
 
 ProbeFn = Callable[[Any, float], Awaitable[Observation]]
 EvaluateFn = Callable[[Observation, Any], Verdict]
+DoneFn = Callable[[Observation], None]
+StartFn = Callable[[Any, float, DoneFn], bool]
+"""Optional callback-style probe: `start(cfg, deadline, done) -> bool`.
+
+Starts the same probe as `probe(cfg, deadline)` without a coroutine or task (a UDP
+transaction driven by the loop's own callbacks) and later calls `done(obs)` exactly once,
+from the event loop and never from inside start(), at the latest at the deadline (plus
+the loop's latency). Returns False, having started nothing, when this config needs the
+coroutine path (e.g. DNS lookups, TCP, TLS); the caller then runs `probe()` as usual.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +87,8 @@ class CheckType:
     config: type[CheckConfig]
     probe: ProbeFn
     evaluate: EvaluateFn
+    # The module's optional `start` (see StartFn): the scheduler's task-free fast path.
+    start: StartFn | None = None
 
 
 def time_left(deadline: float) -> float:

@@ -36,7 +36,7 @@ def check_types() -> dict[str, CheckType]:
         key = cfg.model_fields["type"].annotation.__args__[0]
         if key in out:
             raise RuntimeError(f"check type {key!r} registered twice")
-        out[key] = CheckType(key, cfg, mod.probe, mod.evaluate)
+        out[key] = CheckType(key, cfg, mod.probe, mod.evaluate, getattr(mod, "start", None))
     return out
 
 

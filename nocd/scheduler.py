@@ -5,10 +5,15 @@ their wake-ups are not spread; a single heap keeps every check's runs evenly apa
 start-up and reload be paced (first runs spread over the interval by a stable hash of the
 name), and dispatches all due probes in one pass per tick.
 
-Per probe the scheduler does as little as it can (measured in bench/bench_daemon_sip.py): one
-task, no semaphore (a counter and a FIFO of waiting probes when the cap is reached) and no
-timer (each in-flight task's hard stop is swept every SWEEP seconds; a timer per probe costs a
+Per probe the scheduler does as little as it can (measured in bench/bench_daemon_sip.py): no
+semaphore (a counter and a FIFO of waiting probes when the cap is reached) and no timer (each
+in-flight task's hard stop is swept every SWEEP seconds; a timer per probe costs a
 Python-compared heap push and pop in the event loop, and keeps its garbage for a while).
+Check types with a callback-style `start` (UDP SIP OPTIONS) run without a task at all: the
+dispatcher calls start() and the result arrives through a callback. They do not count
+against `max_concurrency` (a UDP transaction holds no socket or connection, only a table
+entry; a silent outage of 10,000 targets with 5 s timeouts must not stall the schedule) and
+their hard stops are a heap of plain tuples checked on every pass.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ import hashlib
 import heapq
 from collections import deque
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import structlog
 
-from checks.base import CheckConfig, ProbeFn
+from checks.base import CheckConfig, ProbeFn, StartFn
 from checks.registry import get as get_check_type
 from nocd.model import FailureClass, Observation
 
@@ -41,6 +47,9 @@ def spread_offset(name: str, interval: float) -> float:
 
 _Entry = tuple[float, int, str, int]
 """A heap entry: (due, seq, check name, generation); plain tuples compare in C."""
+
+_Call = tuple[CheckConfig, float, int, float, float]
+"""A callback-style probe in flight: (check, due, generation, started, lateness)."""
 
 _FREEZE_AT = 1000  # checks; below this a full collection is short anyway
 
@@ -67,6 +76,11 @@ class Scheduler:
         self._waiting: deque[tuple[CheckConfig, float, int]] = deque()
         self._cut: set[asyncio.Task[None]] = set()  # tasks cancelled by their hard stop
         self._probe_fns: dict[str, ProbeFn] = {}
+        self._start_fns: dict[str, StartFn | None] = {}
+        self._calls: dict[int, _Call] = {}  # callback-style probes in flight, by token
+        self._stops: list[tuple[float, int]] = []  # heap of their (hard stop, token)
+        self._call_seq = 0
+        self._time: Callable[[], float] = lambda: 0.0  # the loop's clock, set by set_checks
         self._tick = tick
         self._observe_lateness = observe_lateness or (lambda _x: None)
         self._heap: list[_Entry] = []
@@ -83,15 +97,17 @@ class Scheduler:
 
     @property
     def inflight(self) -> int:
-        """Probes running now."""
-        return len(self._inflight)
+        """Probes running now (tasks and callback-style)."""
+        return len(self._inflight) + len(self._calls)
 
     def set_checks(self, checks: Sequence[CheckConfig]) -> None:
         """Install (or replace on reload) the checks; unchanged ones keep their schedule."""
         loop = asyncio.get_running_loop()
+        self._time = loop.time
         now = loop.time()
         wanted = {c.name: c for c in checks if c.enabled and not c.passive}
         self._probe_fns = {c.type: get_check_type(c.type).probe for c in wanted.values()}
+        self._start_fns = {c.type: get_check_type(c.type).start for c in wanted.values()}
         old = self._checks
         self._checks = wanted
         for name in list(self._gen):
@@ -135,21 +151,29 @@ class Scheduler:
                 now = loop.time()
                 self.heartbeat = now
                 heap = self._heap
-                checks, gens = self._checks, self._gen
+                checks, gens, starts = self._checks, self._gen, self._start_fns
                 while heap and heap[0][0] <= now:
                     due, _seq, name, generation = heapq.heappop(heap)
                     cfg = checks.get(name)
                     if cfg is None or gens.get(name) != generation:
                         continue  # removed or rescheduled: a stale entry
+                    start = starts.get(cfg.type)
+                    if start is not None and self._call(start, cfg, due, generation, now):
+                        continue  # started without a task
                     if len(self._inflight) < self._max:
                         self._start(cfg, due, generation, now)
                     else:
                         self._waiting.append((cfg, due, generation))
                 if self._inflight and now >= self._next_sweep:
                     self._sweep(now)
+                stops = self._stops
+                if stops:
+                    self._cut_calls(now)
                 sleep = 1.0 if not heap else min(1.0, max(self._tick, heap[0][0] - now))
                 if self._inflight:
                     sleep = min(sleep, max(self._tick, self._next_sweep - now))
+                if stops:
+                    sleep = min(sleep, max(self._tick, stops[0][0] - now))
                 self._wake.clear()
                 # Not asyncio.wait_for: on 3.11 it swallows a cancel that lands just as the
                 # event is set (set_checks/run_now, then stop), and the task never ends.
@@ -166,6 +190,48 @@ class Scheduler:
             if not task.done() and task not in self._cut:
                 self._cut.add(task)
                 task.cancel()
+
+    def _call(
+        self, start: StartFn, cfg: CheckConfig, due: float, generation: int, now: float
+    ) -> bool:
+        """Start a callback-style probe; False when its type wants the task path for it."""
+        self._call_seq += 1
+        token = self._call_seq
+        started = self._time()
+        try:
+            # One deadline per pass (not per probe): the UDP transport batches its timers.
+            if not start(cfg, now + cfg.timeout, partial(self._called, token)):
+                return False
+        except Exception as exc:  # noqa: BLE001 - a broken start() falls back to the task path
+            log.error("probe start raised", check=cfg.name, error=repr(exc))
+            return False
+        self.probes_started += 1
+        lateness = started - due if started > due else 0.0
+        self._observe_lateness(lateness)
+        self._calls[token] = (cfg, due, generation, started, lateness)
+        heapq.heappush(self._stops, (now + cfg.timeout + GRACE, token))
+        return True
+
+    def _called(self, token: int, obs: Observation) -> None:
+        """A callback-style probe's result (ignored when it was cut by its hard stop)."""
+        entry = self._calls.pop(token, None)
+        if entry is not None:
+            cfg, due, generation, _started, lateness = entry
+            self._finish(cfg, due, generation, obs, lateness)
+
+    def _cut_calls(self, now: float) -> None:
+        """Fail callback-style probes past their hard stop; drop answered ones off the top."""
+        stops, calls = self._stops, self._calls
+        while stops and (stops[0][0] <= now or stops[0][1] not in calls):
+            _stop, token = heapq.heappop(stops)
+            entry = calls.pop(token, None)
+            if entry is None:
+                continue  # answered in time
+            cfg, due, generation, started, lateness = entry
+            obs = Observation.failed(
+                FailureClass.TIMEOUT, "probe exceeded its deadline", self._time() - started
+            )
+            self._finish(cfg, due, generation, obs, lateness)
 
     def _start(self, cfg: CheckConfig, due: float, generation: int, now: float) -> None:
         self.probes_started += 1
@@ -203,15 +269,21 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001 - a probe or result bug must not stop the schedule
             log.error("probe raised", check=cfg.name, error=repr(exc))
             obs = Observation.failed(FailureClass.INTERNAL, f"probe error: {exc!r}")
+        self._finish(cfg, due, generation, obs, lateness if lateness > 0.0 else 0.0)
+
+    def _finish(
+        self, cfg: CheckConfig, due: float, generation: int, obs: Observation, lateness: float
+    ) -> None:
+        """Hand the result on and schedule the check's next run (both probe paths)."""
         try:
-            delay = self._on_result(cfg, obs, lateness if lateness > 0.0 else 0.0)
+            delay = self._on_result(cfg, obs, lateness)
         except Exception as exc:  # noqa: BLE001 - a probe or result bug must not stop the schedule
             log.error("result handling failed", check=cfg.name, error=repr(exc))
             delay = None
         if self._gen.get(cfg.name) != generation:
             return  # removed, or rescheduled by a reload or run_now meanwhile
         current = self._checks[cfg.name]
-        now = loop.time()
+        now = self._time()
         # Keep runs evenly apart: the next run is due one interval after this one was due,
         # not after it finished; a retry (soft failure) comes sooner.
         nxt = due + current.interval if delay is None else now + delay
@@ -225,15 +297,25 @@ class Scheduler:
     async def drain(self, grace: float) -> int:
         """Wait up to `grace` seconds for in-flight probes, cancel the rest; returns cancelled."""
         self._waiting.clear()  # not started yet: nothing to wait for
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
+        cancelled = 0
         pending = set(self._inflight)
-        if not pending:
-            return 0
-        _, still = await asyncio.wait(pending, timeout=grace)
-        for t in still:
-            t.cancel()
-        if still:
-            await asyncio.gather(*still, return_exceptions=True)
-        return len(still)
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=grace)
+            for t in still:
+                t.cancel()
+            if still:
+                await asyncio.gather(*still, return_exceptions=True)
+            cancelled = len(still)
+        # Callback-style probes end by their own deadline; whatever is left at the end of the
+        # grace is forgotten (a late callback finds no entry and is ignored).
+        while self._calls and loop.time() < end:  # noqa: ASYNC110 - bounded by the grace
+            await asyncio.sleep(min(0.05, max(0.0, end - loop.time())))
+        cancelled += len(self._calls)
+        self._calls.clear()
+        self._stops.clear()
+        return cancelled
 
 
 async def run_probe(cfg: CheckConfig, deadline: float) -> Observation:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Literal
 
@@ -116,15 +117,22 @@ async def _run(cfg: Config, deadline: float, trace: Transcript) -> Observation:
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - a probe never raises
-        fc, detail = classify(exc)
-        trace.note(f"failed: {fc.value}: {detail}")
-        where = {} if dest is None else {"transport": dest.transport, "address": str(dest)}
-        return Observation.failed(fc, detail, time.perf_counter() - start, **where)
-    status = msg.status or 0
+        obs = _failure(exc, dest, start)
+        trace.note(f"failed: {obs.failure.value}: {obs.detail}")
+        return obs
     if trace.lines is not None:
         trace.message(
-            f"received {status} after {rtt * 1000:.1f} ms ({resends} retransmissions)", msg.raw
+            f"received {msg.status or 0} after {rtt * 1000:.1f} ms ({resends} retransmissions)",
+            msg.raw,
         )
+    return _observation(cfg, dest, address, msg, rtt, resends)
+
+
+def _observation(
+    cfg: Config, dest: Destination, address: str, msg: SipMessage, rtt: float, resends: int
+) -> Observation:
+    """The Observation of a final response (shared by the task and the callback paths)."""
+    status = msg.status or 0
     values = {
         "status": status,
         "reason": msg.reason,
@@ -141,9 +149,56 @@ async def _run(cfg: Config, deadline: float, trace: Transcript) -> Observation:
     return Observation.failed(status_failure(status), detail, rtt, **values)
 
 
+def _failure(exc: BaseException, dest: Destination | None, started: float) -> Observation:
+    """The Observation of a probe that raised (shared by the task and the callback paths)."""
+    fc, detail = classify(exc)
+    where = {} if dest is None else {"transport": dest.transport, "address": str(dest)}
+    return Observation.failed(fc, detail, time.perf_counter() - started, **where)
+
+
 async def probe(cfg: Config, deadline: float) -> Observation:
     """Send one OPTIONS and measure the final response; never raises except on cancel."""
     return await _run(cfg, deadline, _NO_TRACE)
+
+
+def start(cfg: Config, deadline: float, done: Callable[[Observation], None]) -> bool:
+    """Start a UDP OPTIONS probe without a task; `done(obs)` follows from the event loop.
+
+    The scheduler's fast path (checks.base.StartFn): the same request, transaction, timers
+    and Observation as probe(), without a coroutine chain and a task per probe. Returns
+    False, having done nothing, for targets that need a coroutine (DNS, TCP, TLS).
+    """
+    if cfg.server_name is not None:
+        return False
+    known = _literal(cfg.target)
+    if known is None or known[0].transport != "UDP":
+        return False
+    dest, address = known
+    started = time.perf_counter()
+
+    def finished(result: SipMessage | BaseException, rtt: float, resends: int) -> None:
+        if isinstance(result, BaseException):
+            done(_failure(result, dest, started))
+        else:
+            done(_observation(cfg, dest, address, result, rtt, resends))
+
+    try:
+        ep = udp_endpoint(dest.family)
+        token = new_token()
+        template = _template(
+            cfg.target, cfg.from_user, "UDP", local_ip_for(dest.ip, dest.family), ep.port
+        )
+        ep.start(
+            template.format(b=token, t=token).encode(),
+            (dest.ip, dest.port),
+            "z9hG4bK" + token,
+            deadline,
+            finished,
+            cfg.t1,
+        )
+    except Exception as exc:  # noqa: BLE001 - a probe never raises; done() comes later
+        asyncio.get_running_loop().call_soon(done, _failure(exc, dest, started))
+    return True
 
 
 async def probe_verbose(cfg: Config, deadline: float) -> tuple[Observation, list[str]]:

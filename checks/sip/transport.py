@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import math
 import os
 import re
 import socket
 import ssl
 import struct
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Protocol
+
+import structlog
 
 from checks.resources import shared
 from checks.sip.message import MAX_MESSAGE, SipMessage, SipParseError, parse
@@ -25,10 +29,12 @@ from checks.sip.resolve import Destination
 
 T1 = 0.5
 T2 = 4.0
+GRID = 0.01  # s; retransmissions fire on this grid so a slot's transactions share a timer
 _RECV_BATCH = 512  # datagrams read per readiness callback before yielding to the loop
 _IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
 _IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 _MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+log = structlog.get_logger(__name__)
 _CONTENT_LENGTH = re.compile(rb"\n(?:content-length|l)[ \t]*:[ \t]*(\d{1,9})[ \t]*\r?\n", re.I)
 
 
@@ -49,37 +55,68 @@ class Channel(Protocol):
         ...
 
 
+TransactionDone = Callable[[SipMessage | BaseException, float, int], None]
+"""Called once per transaction with (final response or error, RTT seconds, retransmissions)."""
+
+
 class _Transaction:
     __slots__ = (
         "addr",
+        "branch",
         "data",
         "deadline",
-        "fut",
-        "handle",
+        "done",
         "interval",
         "resends",
         "rtt",
         "sent",
+        "slot",
         "t2",
     )
 
     def __init__(
-        self, fut: asyncio.Future[SipMessage], data: bytes, addr: tuple[str, int], deadline: float
+        self,
+        branch: str,
+        data: bytes,
+        addr: tuple[str, int],
+        deadline: float,
+        done: TransactionDone,
+        t1: float,
+        t2: float,
     ) -> None:
-        self.fut = fut
+        self.branch = branch
         self.data = data
         self.addr = addr
         self.deadline = deadline
-        self.interval = T1
-        self.t2 = T2
-        self.handle: asyncio.TimerHandle | None = None
+        self.done = done
+        self.interval = t1
+        self.t2 = t2
+        self.slot = 0.0  # fire time of the timer bucket holding it (0: none)
         self.sent = 0.0
         self.rtt = 0.0
         self.resends = 0
 
 
+class _Bucket:
+    """Transactions whose timer E/F fires at the same instant: one loop timer for all."""
+
+    __slots__ = ("handle", "live", "txns")
+
+    def __init__(self, handle: asyncio.TimerHandle) -> None:
+        self.handle = handle
+        self.txns: list[_Transaction] = []
+        self.live = 0  # transactions still waiting on this bucket; at 0 its timer is cancelled
+
+
 class UdpEndpoint:
-    """A non-blocking UDP socket shared by all probes of one address family on one loop."""
+    """A non-blocking UDP socket shared by all probes of one address family on one loop.
+
+    Timers are batched: a retransmission is due on a GRID boundary (so every transaction
+    sent in one 10 ms slot shares one loop timer) and a timeout at its exact deadline (the
+    scheduler starts a tick's probes with one deadline, so they share one too). A bucket
+    whose transactions all got their answer cancels its timer, so a healthy peer costs no
+    timer wake-ups at all; before, each probe pushed and cancelled its own TimerHandle.
+    """
 
     def __init__(self, family: int) -> None:
         self.family = family
@@ -100,20 +137,47 @@ class UdpEndpoint:
         self.sock = sock
         self.port: int = sock.getsockname()[1]
         self._pending: dict[str, _Transaction] = {}
+        self._buckets: dict[float, _Bucket] = {}
         self.stray = 0  # responses matching no transaction (late, duplicate or forged)
         self._loop.add_reader(sock.fileno(), self._readable)
+
+    @property
+    def pending(self) -> int:
+        """Transactions waiting for their final response."""
+        return len(self._pending)
 
     def close(self) -> None:
         """Stop reading, fail what is pending, close the socket."""
         if self.sock.fileno() >= 0:
             self._loop.remove_reader(self.sock.fileno())
             self.sock.close()
-        for txn in self._pending.values():
-            if txn.handle is not None:
-                txn.handle.cancel()
-            if not txn.fut.done():
-                txn.fut.set_exception(ConnectionAbortedError("SIP UDP socket closed"))
-        self._pending.clear()
+        for bucket in self._buckets.values():
+            bucket.handle.cancel()
+        self._buckets.clear()
+        pending, self._pending = self._pending, {}
+        for txn in pending.values():
+            self._complete(txn, ConnectionAbortedError("SIP UDP socket closed"))
+
+    def start(
+        self,
+        data: bytes,
+        addr: tuple[str, int],
+        branch: str,
+        deadline: float,
+        done: TransactionDone,
+        t1: float = T1,
+        t2: float = T2,
+    ) -> None:
+        """Send `data` and call `done` once: final response, timeout at `deadline`, or error.
+
+        `done` is never called from inside start(); a send error raises OSError instead.
+        """
+        txn = _Transaction(branch, data, addr, deadline, done, t1, t2)
+        txn.sent = time.perf_counter()
+        self._send(data, addr)
+        self._pending[branch] = txn
+        now = self._loop.time()
+        self._arm(txn, min(_ceil_grid(now + t1), deadline))
 
     async def transact(
         self,
@@ -125,22 +189,50 @@ class UdpEndpoint:
         t2: float = T2,
     ) -> tuple[SipMessage, float, int]:
         """Send and retransmit until the final response for `branch` or the deadline."""
-        loop = self._loop
-        fut: asyncio.Future[SipMessage] = loop.create_future()
-        txn = _Transaction(fut, data, addr, deadline)
-        txn.interval, txn.t2 = t1, t2
-        self._pending[branch] = txn
+        fut: asyncio.Future[tuple[SipMessage, float, int]] = self._loop.create_future()
+
+        def done(result: SipMessage | BaseException, rtt: float, resends: int) -> None:
+            if fut.done():
+                return
+            if isinstance(result, BaseException):
+                fut.set_exception(result)
+            else:
+                fut.set_result((result, rtt, resends))
+
+        self.start(data, addr, branch, deadline, done, t1, t2)
         try:
-            txn.sent = time.perf_counter()
-            self._send(data, addr)
-            txn.handle = loop.call_at(min(loop.time() + t1, deadline), self._timer, branch)
-            msg = await fut
-            return msg, txn.rtt, txn.resends
+            return await fut
         finally:
-            if self._pending.get(branch) is txn:
-                del self._pending[branch]
-            if txn.handle is not None:
-                txn.handle.cancel()
+            txn = self._pending.get(branch)
+            if txn is not None and txn.done is done:  # cancelled: forget it
+                self._finish(txn)
+
+    def _arm(self, txn: _Transaction, when: float) -> None:
+        bucket = self._buckets.get(when)
+        if bucket is None:
+            bucket = _Bucket(self._loop.call_at(when, self._fire, when))
+            self._buckets[when] = bucket
+        bucket.txns.append(txn)
+        bucket.live += 1
+        txn.slot = when
+
+    def _finish(self, txn: _Transaction) -> None:
+        """Take `txn` out of the pending table and of its timer bucket."""
+        del self._pending[txn.branch]
+        slot, txn.slot = txn.slot, 0.0
+        bucket = self._buckets.get(slot)
+        if bucket is not None:
+            bucket.live -= 1
+            if bucket.live <= 0:
+                bucket.handle.cancel()
+                del self._buckets[slot]
+
+    @staticmethod
+    def _complete(txn: _Transaction, result: SipMessage | BaseException) -> None:
+        try:
+            txn.done(result, txn.rtt, txn.resends)
+        except Exception as exc:  # noqa: BLE001 - one caller's bug must not stop the reader
+            log.error("SIP transaction callback raised", error=repr(exc))
 
     def _send(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -157,24 +249,30 @@ class UdpEndpoint:
             except BlockingIOError:
                 pass
 
-    def _timer(self, branch: str) -> None:
-        txn = self._pending.get(branch)
-        if txn is None or txn.fut.done():
+    def _fire(self, when: float) -> None:
+        """Timer E/F of every transaction in the bucket due at `when` (RFC 3261 §17.1.2.2)."""
+        bucket = self._buckets.pop(when, None)
+        if bucket is None:
             return
         now = self._loop.time()
-        if now >= txn.deadline - 0.001:
-            del self._pending[branch]
-            txn.fut.set_exception(TimeoutError("no SIP response"))
-            return
-        try:
-            self._send(txn.data, txn.addr)
-        except OSError as exc:
-            del self._pending[branch]
-            txn.fut.set_exception(exc)
-            return
-        txn.resends += 1
-        txn.interval = min(txn.interval * 2, txn.t2)
-        txn.handle = self._loop.call_at(min(now + txn.interval, txn.deadline), self._timer, branch)
+        pending = self._pending
+        for txn in bucket.txns:
+            if txn.slot != when or pending.get(txn.branch) is not txn:
+                continue  # answered (or failed) meanwhile
+            txn.slot = 0.0
+            if now >= txn.deadline - 0.001:
+                del pending[txn.branch]
+                self._complete(txn, TimeoutError("no SIP response"))
+                continue
+            try:
+                self._send(txn.data, txn.addr)
+            except OSError as exc:
+                del pending[txn.branch]
+                self._complete(txn, exc)
+                continue
+            txn.resends += 1
+            txn.interval = min(txn.interval * 2, txn.t2)
+            self._arm(txn, min(_ceil_grid(now + txn.interval), txn.deadline))
 
     def _readable(self) -> None:
         recv = self.sock.recvfrom
@@ -209,10 +307,9 @@ class UdpEndpoint:
             # §17.1.2.2: provisional → Proceeding; keep retransmitting at T2.
             txn.interval = txn.t2
             return
-        del self._pending[branch]  # type: ignore[arg-type]
-        txn.rtt = time.perf_counter() - txn.sent  # at receipt, not when the task wakes
-        if not txn.fut.done():
-            txn.fut.set_result(msg)
+        txn.rtt = time.perf_counter() - txn.sent  # at receipt, not when the caller wakes
+        self._finish(txn)
+        self._complete(txn, msg)
 
     def _fail_garbage(self, data: bytes, exc: SipParseError) -> None:
         # A garbage reply that still names one of our branches fails that probe as a
@@ -223,11 +320,12 @@ class UdpEndpoint:
             return
         token = data[start + 7 : start + 7 + 64].split(b";")[0].split(b"\r")[0].split(b",")[0]
         branch = token.strip().decode("ascii", "replace")
-        txn = self._pending.pop(branch, None)
+        txn = self._pending.get(branch)
         if txn is None:
             self.stray += 1
-        elif not txn.fut.done():
-            txn.fut.set_exception(exc)
+            return
+        self._finish(txn)
+        self._complete(txn, exc)
 
     def _drain_errors(self) -> bool:
         """Read queued ICMP errors; fail transactions sent to each unreachable address."""
@@ -250,11 +348,15 @@ class UdpEndpoint:
         if not addr:
             return
         key = (addr[0], addr[1])
-        failed = [b for b, t in self._pending.items() if (t.addr[0], t.addr[1]) == key]
-        for branch in failed:
-            txn = self._pending.pop(branch)
-            if not txn.fut.done():
-                txn.fut.set_exception(OSError(code, f"ICMP error: {os.strerror(code).lower()}"))
+        failed = [t for t in self._pending.values() if (t.addr[0], t.addr[1]) == key]
+        for txn in failed:
+            self._finish(txn)
+            self._complete(txn, OSError(code, f"ICMP error: {os.strerror(code).lower()}"))
+
+
+def _ceil_grid(when: float) -> float:
+    """`when` rounded up to the retransmission timer grid (shared buckets, ≤ GRID later)."""
+    return math.ceil(when / GRID) * GRID
 
 
 async def _close_endpoint(ep: UdpEndpoint) -> None:
