@@ -24,7 +24,16 @@ from nocd.config import Config
 from nocd.incidents import silences
 from nocd.incidents.maintenance import window_active
 from nocd.web import status_page, views
-from nocd.web.session import COOKIE, LOGIN_COOKIE, TTL, Session, Sessions, same, set_cookie
+from nocd.web.session import (
+    COOKIE,
+    LOGIN_COOKIE,
+    TTL,
+    Session,
+    Sessions,
+    same,
+    same_origin,
+    set_cookie,
+)
 
 if TYPE_CHECKING:
     from nocd.daemon import Daemon
@@ -50,6 +59,7 @@ class Dashboard:
         self.sessions = Sessions(daemon.clock.monotonic)
         url = daemon.config.daemon.public_url or ""
         self.secure = url.startswith("https://")
+        self.public_url = url or None
         self._stop = asyncio.Event()
 
     # ---- sessions ---------------------------------------------------------------------
@@ -86,6 +96,8 @@ class Dashboard:
         form = await request.post()
         if not same(str(form.get("csrf", "")), request.cookies.get(LOGIN_COOKIE)):
             return self._login_form(request, "The form expired; please try again.", 403)
+        if not self.from_here(request):
+            return self._login_form(request, "This form was sent from another site.", 403)
         token = str(form.get("token", "")).strip()
         principal = self.d.auth.identify(f"Bearer {token}") if token else None
         if principal is None or "read" not in principal.scopes:
@@ -102,12 +114,24 @@ class Dashboard:
         """POST /logout."""
         s = self.require(request)
         form = await request.post()
-        if not same(str(form.get("csrf", "")), s.csrf):
+        if not same(str(form.get("csrf", "")), s.csrf) or not self.from_here(request):
             raise web.HTTPForbidden(text="CSRF token missing or wrong")
         self.sessions.drop(s.id)
         resp = web.HTTPSeeOther("/login")
         resp.del_cookie(COOKIE, path="/")
         raise resp
+
+    def from_here(self, request: web.Request) -> bool:
+        """The request's Origin, if any, is ours (see `same_origin`); logs a refusal."""
+        if same_origin(request, self.public_url):
+            return True
+        log.warning(
+            "dashboard form from a foreign origin refused",
+            origin=request.headers.get("Origin", "")[:200],
+            path=request.path,
+            remote=request.remote,
+        )
+        return False
 
     # ---- pages ------------------------------------------------------------------------
 
@@ -197,6 +221,7 @@ class Dashboard:
 
     def reloaded(self, config: Config) -> None:
         """After a reload: end sessions whose token was removed or lost a scope."""
+        self.public_url = config.daemon.public_url or None
         ended = self.sessions.retain({t.name: frozenset(t.scopes) for t in config.api.tokens})
         if ended:
             log.info("dashboard sessions ended by a token change", sessions=ended)
@@ -213,6 +238,8 @@ class Dashboard:
         form = await request.post()
         if not same(str(form.get("csrf", "")), s.csrf):
             raise web.HTTPForbidden(text="CSRF token missing or wrong; reload the page")
+        if not self.from_here(request):
+            raise web.HTTPForbidden(text="this form was sent from another site")
         if not s.can("write"):
             raise web.HTTPForbidden(text="this login's token lacks the write scope")
         return s, form

@@ -148,6 +148,8 @@ class World:
     logs: list[MutableMapping[str, Any]]
     http: aiohttp.ClientSession
     code: str = ""
+    # Refs by id: a code of digits only (1 in 216, e.g. "377") is looked up as an id.
+    ref: str = ""
     page_keys: list[str] = field(default_factory=list)
 
     @property
@@ -267,7 +269,8 @@ async def running(tmp: Path) -> AsyncIterator[World]:
                     return len(fake.calls) >= 1 and len(fake.messages) >= 1
 
                 await wait_for(paged, "Alice to be called and texted")
-                [(w.code,)] = await w.rows("SELECT code FROM incidents")
+                [(inc_id, w.code)] = await w.rows("SELECT id, code FROM incidents")
+                w.ref = str(inc_id)
                 w.page_keys = [k for (k,) in await w.rows("SELECT key FROM paging_pages")]
                 yield w
             finally:
@@ -389,7 +392,7 @@ async def test_every_endpoint_by_every_credential(world: World) -> None:
     values = {
         "name": HEARTBEAT,
         "site": "main-street",
-        "ref": w.code,
+        "ref": w.ref,
         "id": str(json.loads(made)["id"]),
         "key": w.page_keys[0],
         "action": "ack",
