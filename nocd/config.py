@@ -13,6 +13,7 @@ from checks.base import CheckConfig
 from checks.registry import check_types
 from nocd.api_config import ApiConfig
 from nocd.calendar_config import CalendarConfig
+from nocd.compact import Interner, prepare
 from nocd.duration import Duration
 from nocd.incidents.config import IncidentsConfig, MaintenanceWindow
 from nocd.intake.traps import TrapListenerConfig
@@ -86,6 +87,7 @@ class DaemonConfig(Strict):
 
 def _any_check() -> Any:
     models = tuple(t.config for t in check_types().values())
+    prepare(models)  # before any check is validated (see nocd/compact.py)
     return Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
 
 
@@ -109,6 +111,14 @@ class Config(Strict):
     tickets: TicketsConfig = TicketsConfig()
     paging: PagingConfig = PagingConfig()
     api: ApiConfig = ApiConfig()
+
+    @field_validator("checks")
+    @classmethod
+    def _compact(cls, v: tuple[CheckConfig, ...]) -> tuple[CheckConfig, ...]:
+        # Equal values shared between checks, split-table dicts: ~0.5 instead of ~1.9 KiB
+        # per check (bench/bench_memory.py); equality and dumps are unchanged.
+        pool = Interner()
+        return tuple(pool.model(c) for c in v)
 
     @cached_property
     def checks_by_name(self) -> dict[str, CheckConfig]:
