@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
@@ -24,7 +25,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from tests.fakes.jira_fake import JiraFake
+from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.integration.tickets_world import MailServer
 from tests.reliability.injected import ALICE, BOB, PUBLIC, SID, TOKEN, World, wait_for
 
 NY = ZoneInfo("America/New_York")
@@ -32,8 +37,9 @@ SAT_2AM = datetime(2026, 1, 10, 2, 0, tzinfo=NY)
 TUE_11AM = datetime(2026, 1, 13, 11, 0, tzinfo=NY)
 OUTAGE = 600.0  # ten injected minutes
 STEP_WAIT = 300.0  # step 1 → step 2
-TWILIO_TIMEOUT = 1.0  # the client gives up on a hung request after this (real) time
+CLIENT_TIMEOUT = 0.5  # Twilio client and sinks give up on a hung request after this (real) time
 MAX_BACKOFF = 300.0  # nocd.outbox.backoff's cap: the longest a retry waits
+HOOK_KEY, JIRA_TOKEN = "reliability-hook-key-77", "reliability-jira-token-42"
 
 
 def config(tmp: Path, listen: int, pbx: int, extra: str = "") -> str:
@@ -65,7 +71,7 @@ paging:
     account_sid: ${{NOCD_REL_TWILIO_SID}}
     auth_token: ${{NOCD_REL_TWILIO_TOKEN}}
     from_number: "+15550100"
-    timeout: {TWILIO_TIMEOUT:g}s
+    timeout: {CLIENT_TIMEOUT:g}s
   people:
     alice: {{name: Alice Example, phone: "{ALICE}"}}
     bob: {{name: Bob Example, phone: "{BOB}"}}
@@ -92,6 +98,8 @@ paging:
 def _token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOCD_REL_TWILIO_SID", SID)
     monkeypatch.setenv("NOCD_REL_TWILIO_TOKEN", TOKEN)
+    monkeypatch.setenv("NOCD_REL_HOOK_KEY", HOOK_KEY)
+    monkeypatch.setenv("NOCD_REL_JIRA_TOKEN", JIRA_TOKEN)
 
 
 Start = Callable[..., Awaitable[World]]
@@ -222,3 +230,105 @@ async def _sent(w: World, inc: int) -> bool:
         inc,
     )
     return int(rows[0][0]) == 2
+
+
+# ---- ticket sinks -------------------------------------------------------------------------
+
+
+@dataclass
+class FaultyMail(MailServer):
+    """aiosmtpd that can refuse every message with a temporary reply, or stall at DATA."""
+
+    refuse_all: str | None = None
+    hang: bool = False
+    attempts: int = 0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """Count, stall while `hang`, refuse while `refuse_all`, else store."""
+        self.attempts += 1
+        while self.hang:  # cleared by the test
+            await asyncio.sleep(0.05)
+        if self.refuse_all:
+            return self.refuse_all
+        return await super().handle_DATA(server, session, envelope)
+
+
+def sinks(smtp: int, hook: str, jira: str, timeout: float = CLIENT_TIMEOUT) -> str:
+    return f"""
+tickets:
+  sinks:
+    mail:
+      type: email
+      host: 127.0.0.1
+      port: {smtp}
+      security: none
+      from_address: noc@example.com
+      to: [helpdesk@example.com]
+      timeout: {timeout:g}s
+    hook:
+      type: webhook
+      url: {hook}
+      secret: ${{NOCD_REL_HOOK_KEY}}
+      timeout: {timeout:g}s
+    jira:
+      type: jira
+      base_url: {jira}
+      email: noc@example.com
+      api_token: ${{NOCD_REL_JIRA_TOKEN}}
+      project: NOC
+      timeout: {timeout:g}s
+"""
+
+
+@pytest.mark.parametrize("fault", ["error", "timeout"])
+async def test_ticket_sinks_down_for_ten_minutes_create_once(start: Start, fault: str) -> None:
+    mail = FaultyMail()
+    hook = WebhookReceiver(HOOK_KEY.encode())
+    jira = JiraFake("noc@example.com", JIRA_TOKEN)
+    smtp = await mail.start()
+    try:
+        if fault == "error":
+            mail.refuse_all = "451 4.3.0 Mail system temporarily unavailable"
+            hook.fail_all = (500, None)
+            jira.fail_all = (500, None)
+        else:
+            mail.hang = hook.hang = jira.hang = True
+        w = await start(TUE_11AM, sinks(smtp, await hook.start(), await jira.start()))
+        # In support hours: a ticket, no page. Each sink's create is attempted at once.
+        await wait_for(lambda: bool(mail.attempts and hook.attempts and jira.requests))
+        await w.run(OUTAGE)
+        tried = {"mail": mail.attempts, "hook": hook.attempts, "jira": len(jira.requests)}
+        assert not mail.messages and not hook.accepted and not jira.issues
+        assert all(1 <= n <= 25 for n in tried.values()), tried  # bounded, not a storm
+
+        mail.refuse_all, hook.fail_all, jira.fail_all = None, None, None
+        mail.hang = hook.hang = jira.hang = False
+        waited = await w.run(
+            MAX_BACKOFF + 10, until=lambda: bool(mail.messages and hook.accepted and jira.issues)
+        )
+        assert mail.messages and hook.accepted and jira.issues, waited
+        await w.run(20 * 60, step=10)  # long after: no late duplicate
+        await asyncio.sleep(1.2)
+
+        assert len(jira.issues) == 1, list(jira.issues)
+        creates = [r for r in hook.accepted if r.event == "create"]
+        assert len(creates) == 1, [(r.key, r.event) for r in hook.accepted]
+        # SMTP cannot tell a lost reply from a lost message: a resend keeps its Message-ID,
+        # which is what a help desk deduplicates on. One distinct message, then.
+        ids = {m["Message-ID"] for m in mail.messages}
+        assert len(ids) == 1, ids
+        rows = await w.rows("SELECT kind, state, attempts FROM outbox WHERE kind LIKE 'ticket:%'")
+        assert sorted(k for k, _, _ in rows) == ["ticket:hook", "ticket:jira", "ticket:mail"]
+        assert all(s == "done" for _, s, _ in rows), rows
+        assert await w.rows("SELECT COUNT(*) FROM tickets") == [(1,)]
+        assert not w.fake.requests  # in support hours nobody is paged
+        print(
+            f"\n{fault}: attempts during the outage {tried}, delivered {waited:.0f}s after "
+            f"recovery; repeats the receivers dropped: webhook {hook.duplicates}, "
+            f"mail {len(mail.messages) - 1}"
+        )
+    finally:
+        mail.hang = hook.hang = jira.hang = False
+        await hook.stop()
+        await jira.stop()
+        await mail.stop()
