@@ -8,7 +8,9 @@ WATCHDOG_USEC set; the WATCHDOG=1 pings are recorded). The responder
 of its replies (seeded). Every check is healthy, so any hard failure or incident is false.
 Sampled: the daemon's RSS and CPU (/proc) every `--sample` s; its /metrics every 15 s, as a
 Prometheus would (hard transitions, incidents, probe failures, scheduler lateness, event-loop
-lag). Growth, CPU, lateness and lag are measured from the end of the warm-up (default 5 min,
+lag; `--scrape` changes the period: nocd renders /metrics on its loop, so scrapes show in the
+lag). The loop thread's run-queue wait (/proc/PID/schedstat) tells a loop stalled by nocd's
+own work from one the machine gave no CPU; `windows` compares the two per scrape. Growth, CPU, lateness and lag are measured from the end of the warm-up (default 5 min,
 at most a third of the run): the first interval creates every check's state and the flap
 history fills over the first 20 probes, which is start-up, not a leak.
 Prints a JSON report; exit 1 when a target is missed.
@@ -23,6 +25,7 @@ import os
 import platform
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,6 +78,25 @@ def cpu_s(pid: int) -> float:
 def load1() -> float:
     """The machine's 1-minute load average (other engineers' tests share the 2 cores)."""
     return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def runq_wait_s(pid: int) -> float:
+    """Seconds the main thread (the event loop's) was runnable but waiting for a CPU.
+
+    From /proc/PID/schedstat: it tells a loop stalled by nocd's own work (CPU spent) from
+    one stalled because the machine gave it no CPU (time on the run queue)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
+def sample(pid: int) -> dict[str, float]:
+    """One sample of the daemon and the machine."""
+    return {
+        "t": time.monotonic(),
+        "rss": rss_mib(pid),
+        "cpu": cpu_s(pid),
+        "runq": runq_wait_s(pid),
+        "load": load1(),
+    }
 
 
 class WatchdogRecorder:
@@ -302,17 +324,10 @@ async def run_soak(
             warm: dict[str, Any] | None = None
             next_scrape = next_progress = t0
             while (now := time.monotonic()) < t0 + run_s and daemon.returncode is None:
-                samples.append(
-                    {
-                        "t": now,
-                        "rss": rss_mib(daemon.pid),
-                        "cpu": cpu_s(daemon.pid),
-                        "load": load1(),
-                    }
-                )
+                samples.append(sample(daemon.pid))
                 due_warm = warm is None and now >= t0 + warm_s
                 if now >= next_scrape or due_warm:
-                    scrapes.append((now, await _scrape(http, listen)))
+                    scrapes.append((now, await _scrape(http, listen) | {"at": samples[-1]}))
                     seen_down.update(scrapes[-1][1]["checks_down"])
                     next_scrape = now + scrape_every
                 if due_warm:
@@ -331,15 +346,10 @@ async def run_soak(
                 await asyncio.sleep(sample_every)
             alive = daemon.returncode is None
             if alive:
-                samples.append(
-                    {
-                        "t": time.monotonic(),
-                        "rss": rss_mib(daemon.pid),
-                        "cpu": cpu_s(daemon.pid),
-                        "load": load1(),
-                    }
+                samples.append(sample(daemon.pid))
+                scrapes.append(
+                    (time.monotonic(), await _scrape(http, listen) | {"at": samples[-1]})
                 )
-                scrapes.append((time.monotonic(), await _scrape(http, listen)))
                 seen_down.update(scrapes[-1][1]["checks_down"])
             responder_cpu = cpu_s(responder.pid) if responder.returncode is None else float("nan")
     finally:
@@ -366,6 +376,7 @@ async def run_soak(
         checks=checks,
         minutes=minutes,
         interval_s=interval,
+        scrape_every_s=scrape_every,
         drop_ratio=drop,
         seed=seed,
         responder_cpu_s=round(responder_cpu, 1),
@@ -437,6 +448,8 @@ def summarize(
             "p99_whole_run": round(quantile(end["lateness"], {}, 0.99)[0] * 1000, 1),
         },
         "cpu_pct_of_a_core": round(100 * (last["cpu"] - ws["cpu"]) / span, 1),
+        "runq_wait_pct": round(100 * (last["runq"] - ws["runq"]) / span, 1),
+        "windows": windows([m for _, m in scrapes if m["at"]["t"] >= ws["t"]]),
         "cpu_pct_whole_run": round(
             100 * (last["cpu"] - first["cpu"]) / max(1e-9, last["t"] - first["t"]), 1
         ),
@@ -444,6 +457,42 @@ def summarize(
             "min": min(loads),
             "mean": round(sum(loads) / len(loads), 2),
             "max": max(loads),
+        },
+    }
+
+
+def windows(scrapes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Scrape-to-scrape windows: where the loop lag p99 passed 50 ms, was the daemon busy
+    (its CPU) or starved (its loop thread waiting on the run queue for a CPU)?"""
+    rows = []
+    for a, b in pairwise(scrapes):
+        dt = max(1e-9, b["at"]["t"] - a["at"]["t"])
+        rows.append(
+            (
+                quantile(b["lag"], a["lag"], 0.99)[0],
+                100 * (b["at"]["cpu"] - a["at"]["cpu"]) / dt,
+                100 * (b["at"]["runq"] - a["at"]["runq"]) / dt,
+                b["at"]["load"],
+            )
+        )
+    over = [r for r in rows if r[0] > TARGETS["loop_lag_p99_s"]]
+    rest = [r for r in rows if not r[0] > TARGETS["loop_lag_p99_s"]]
+
+    def med(xs: list[float]) -> float | None:
+        return round(statistics.median(xs), 1) if xs else None
+
+    return {
+        "count": len(rows),
+        "lag_p99_over_50ms": len(over),
+        "when_over": {
+            "cpu_pct": med([r[1] for r in over]),
+            "runq_wait_pct": med([r[2] for r in over]),
+            "load1": med([r[3] for r in over]),
+        },
+        "otherwise": {
+            "cpu_pct": med([r[1] for r in rest]),
+            "runq_wait_pct": med([r[2] for r in rest]),
+            "load1": med([r[3] for r in rest]),
         },
     }
 
@@ -488,6 +537,9 @@ def main() -> int:
     p.add_argument("--interval", type=float, default=30.0, help="check interval, s")
     p.add_argument("--warmup", type=float, default=None, help="s (default min(300, run/3))")
     p.add_argument("--sample", type=float, default=5.0, help="RSS/CPU sampling period, s")
+    p.add_argument(
+        "--scrape", type=float, default=15.0, help="/metrics scrape period, s (Prometheus')"
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--work", type=Path, default=None, help="keep config, log, db here")
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
@@ -503,6 +555,7 @@ def main() -> int:
                 interval=args.interval,
                 warmup=args.warmup,
                 sample_every=args.sample,
+                scrape_every=args.scrape,
                 seed=args.seed,
                 progress=True,
             )
