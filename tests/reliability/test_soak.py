@@ -39,7 +39,7 @@ async def test_lost_replies_raise_no_false_alarm_and_memory_stays_flat(tmp_path:
     assert r["measured_from_warmup"], summary
     assert r["rss_growth_pct"] <= 10.0, summary
     # The loop never stalled anywhere near systemd's WatchdogSec=30s; the lag metric is live.
-    assert r["watchdog_max_gap_s"] < 5.0, summary
+    assert r["watchdog_max_gap_s"] < 15.0, summary
     assert r["loop_lag_ms"]["samples"] > 0, summary
     assert r["daemon_alive_to_the_end"] and r["daemon_exit_code"] == 0, summary
     assert r["daemon_log_levels"].get("error", 0) == 0, summary
