@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import ipaddress
 import re
 import socket
 import time
@@ -190,22 +188,13 @@ async def probe_verbose(cfg: Config, deadline: float) -> tuple[Observation, list
 async def _get_v2c(cfg: Config, host: str, port: int, oids: list[str], deadline: float) -> Reply:
     assert cfg.community is not None
     tpl = snmp_ber.template(cfg.community.get_secret_value().encode(), tuple(oids))
-    if _is_literal(host):
-        family, addr = await snmp_v2c.resolve(host, port)
-    else:
+    found = snmp_v2c.numeric(host, port)
+    if found is None:  # a name: bound the lookup by the deadline
         async with asyncio.timeout(time_left(deadline)):
-            family, addr = await snmp_v2c.resolve(host, port)
+            found = await snmp_v2c.resolve(host, port)
+    family, addr = found
     client = await snmp_v2c.sockets().client(family)
     return await client.get(tpl, addr, deadline, cfg.snmp_retries + 1)
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _observe(

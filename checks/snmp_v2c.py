@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 from dataclasses import dataclass, field
@@ -173,16 +174,27 @@ def sockets() -> _Sockets:
     return shared("snmp.v2c.sockets", _Sockets, _close)
 
 
-async def resolve(host: str, port: int) -> tuple[int, tuple[str, int]]:
-    """(address family, (address, port)) of a target; IPv6 only for literal v6 addresses."""
-    # As pysnmp's UdpTransportTarget did: names resolve over IPv4; literals need no lookup.
+@functools.lru_cache(maxsize=4096)
+def numeric(host: str, port: int) -> tuple[int, tuple[str, int]] | None:
+    """(address family, (address, port)) of a literal IP target; None for a name."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST)
     except socket.gaierror:
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
+        return None
+    return family, (str(infos[0][4][0]), int(infos[0][4][1]))
+
+
+async def resolve(host: str, port: int) -> tuple[int, tuple[str, int]]:
+    """(address family, (address, port)) of a target; IPv6 only for literal v6 addresses."""
+    # As pysnmp's UdpTransportTarget did: names resolve over IPv4 (looked up per probe, so a
+    # changed DNS record is followed); literals need no lookup.
+    found = numeric(host, port)
+    if found is not None:
+        return found
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM)
     if not infos:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
     sockaddr = infos[0][4]
-    return family, (str(sockaddr[0]), int(sockaddr[1]))
+    return socket.AF_INET, (str(sockaddr[0]), int(sockaddr[1]))

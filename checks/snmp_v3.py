@@ -65,8 +65,6 @@ async def get(cfg: Config, host: str, port: int, oids: list[str], deadline: floa
     """One v3 GET by the hlapi; TimeoutError at `deadline`, SnmpFailure on engine errors."""
     from pysnmp.hlapi.v3arch.asyncio import (
         ContextData,
-        ObjectIdentity,
-        ObjectType,
         Udp6TransportTarget,
         UdpTransportTarget,
         get_cmd,
@@ -90,7 +88,7 @@ async def get(cfg: Config, host: str, port: int, oids: list[str], deadline: floa
                 auth,
                 target,
                 ContextData(contextName=cfg.v3.context.encode()),
-                *(ObjectType(ObjectIdentity(o)) for o in oids),
+                *_object_types(engine, tuple(oids)),
                 lookupMib=False,
             )
     except TimeoutError:
@@ -105,3 +103,21 @@ async def get(cfg: Config, host: str, port: int, oids: list[str], deadline: floa
             raise TimeoutError
         raise SnmpFailure(fc, f"SNMP error: {err_ind}")
     return Reply(int(err_status), int(err_index), [(str(n), plain_value(v)) for n, v in var_binds])
+
+
+def _object_types(engine: Any, oids: tuple[str, ...]) -> tuple[Any, ...]:
+    # The hlapi resolves every ObjectType against its MIB view on each request (~20% of a
+    # GET's CPU) unless it already is: keep the resolved ones in the engine's own cache.
+    from pysnmp.hlapi.v3arch.asyncio import ObjectIdentity, ObjectType
+    from pysnmp.hlapi.varbinds import CommandGeneratorVarBinds
+
+    cache: dict[tuple[str, ...], tuple[Any, ...]] = engine.cache.setdefault("nocd.varbinds", {})
+    found = cache.get(oids)
+    if found is None:
+        if len(cache) > 1024:  # bounded: configs come and go over reloads
+            cache.clear()
+        found = CommandGeneratorVarBinds().make_varbinds(
+            engine.cache, tuple(ObjectType(ObjectIdentity(o)) for o in oids)
+        )
+        cache[oids] = found
+    return found
