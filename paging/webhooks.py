@@ -8,7 +8,8 @@ Contract: `routes(pager, acker) -> list[aiohttp.web.RouteDef]`, POST only:
 Every request must carry a valid X-Twilio-Signature computed over the CONFIGURED public
 URL (daemon.public_url + path) and the POST parameters; otherwise 403 and nothing changes.
 Without a Twilio provider or a public URL every request is refused. A replayed keypress or
-SMS (same CallSid+digit / MessageSid) gets the first reply again and changes nothing.
+SMS (same CallSid+digit / MessageSid) gets the first reply again and changes nothing;
+so does a replayed status callback (same SID and status) or voicemail answer (same call).
 """
 
 from __future__ import annotations
@@ -84,13 +85,17 @@ class _Webhooks:
             return _xml(twiml.confirm(f"Incident {done}. Nothing to do. Goodbye."))
         answered_by = params.get("AnsweredBy", "")
         if answered_by.startswith("machine") or answered_by == "fax":
-            # Voicemail: leave the alert, which does not acknowledge anything.
-            await self.pager.note(
-                [i.id for i in live],
-                "delivery",
-                f"call to {rec.person} answered by {answered_by}: message "
-                "left, not an acknowledgement",
-            )
+            # Voicemail: leave the alert, which does not acknowledge anything. Noted once
+            # per call: a replayed request must not add the note again.
+            request_id = f"voice-machine:{params.get('CallSid', '')}:{key}"
+            if await self.pager.seen(request_id) is None:
+                await self.pager.note(
+                    [i.id for i in live],
+                    "delivery",
+                    f"call to {rec.person} answered by {answered_by}: message "
+                    "left, not an acknowledgement",
+                )
+                await self.pager.remember(request_id, "")
             return _xml(twiml.say_only(rec.text + " Reply to the SMS to acknowledge.", 1))
         return _xml(twiml.alert(rec.text, self._url("gather", key), self.pager.paging.speak_repeat))
 
@@ -121,7 +126,15 @@ class _Webhooks:
     async def status(self, request: web.Request, params: dict[str, str]) -> web.Response:
         key = request.match_info["key"]
         status = params.get("CallStatus") or params.get("MessageStatus") or ""
+        sid = params.get("CallSid") or params.get("MessageSid") or ""
+        # A replay (same SID, page and status) changes nothing, even after a later status:
+        # an old "ringing" sent again must not move an answered call back.
+        request_id = f"status:{sid}:{key}:{status.strip().lower()}"
+        if sid and await self.pager.seen(request_id) is not None:
+            return web.Response(status=200)
         known = await self.pager.on_status(key, status, params.get("AnsweredBy") or None)
+        if known and sid:
+            await self.pager.remember(request_id, "")
         return web.Response(status=200 if known else 404)
 
     async def sms(self, request: web.Request, params: dict[str, str]) -> web.Response:
