@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python bench/bench_snmp.py [--sections gets,paced,profile] [--gets 3000] [--v3-gets 1000]
          [--rounds 3] [--devices 1000] [--interval 60] [--paced-rounds 3]
+         [--paced-modes idle,probe,daemon,probe-v3]
 
 - gets: N GETs back to back at concurrency 1/32/64 through `checks.snmp.probe`, the same
   GET through pysnmp's hlapi `get_cmd` (one shared engine, lookupMib=False: nocd's path
@@ -313,7 +314,7 @@ def run_paced(daemon: agent.Snmpd, args: argparse.Namespace) -> None:
     cpu = AgentCpu(daemon)
     n, interval = min(args.devices, 20_000), args.interval
     print(
-        f"\n### {n} v2c devices polled once per {interval:.0f} s, evenly spread; "
+        f"\n### {n} devices polled once per {interval:.0f} s, evenly spread; "
         f"{args.paced_rounds} rounds, median (min–max)\n"
     )
     print(
@@ -321,20 +322,23 @@ def run_paced(daemon: agent.Snmpd, args: argparse.Namespace) -> None:
         " lateness p99 ms |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    modes = [
-        ("pacing loop alone (floor)", "idle"),
-        ("paced probe+evaluate", "probe"),
-        ("daemon Scheduler+Pipeline", "daemon"),
-    ]
-    for label, mode in modes:
+    labels = {
+        "idle": "pacing loop alone (floor)",
+        "probe": "v2c paced probe+evaluate",
+        "daemon": "v2c daemon Scheduler+Pipeline",
+        "probe-v3": "v3 authPriv paced probe+evaluate",
+    }
+    for mode in args.paced_modes.split(","):
+        label = labels[mode]
+        version = "3" if mode.endswith("v3") else "2c"
         rows: list[dict[str, float]] = []
         for _ in range(args.paced_rounds):
-            cfgs = [config(daemon.address, "2c", f"dev{i}", interval) for i in range(n)]
+            cfgs = [config(daemon.address, version, f"dev{i}", interval) for i in range(n)]
             a0 = time.perf_counter(), cpu.seconds()
             if mode == "daemon":
                 r = asyncio.run(through_daemon(cfgs, interval))
             else:
-                r = asyncio.run(paced(cfgs, interval, mode))
+                r = asyncio.run(paced(cfgs, interval, mode.removesuffix("-v3")))
             r["agent_pct"] = (cpu.seconds() - a0[1]) / (time.perf_counter() - a0[0]) * 100
             rows.append(r)
         print(
@@ -399,6 +403,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=60.0)
     parser.add_argument("--paced-rounds", type=int, default=3)
+    parser.add_argument("--paced-modes", default="idle,probe,daemon,probe-v3")
     args = parser.parse_args()
     os.environ |= {
         "BENCH_COMMUNITY": agent.COMMUNITY,
