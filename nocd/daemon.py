@@ -44,6 +44,7 @@ from nocd.web.params import errors as api_errors
 from nocd.wiring import PagingAcker
 from paging import webhooks as twilio_webhooks
 from paging.ical_feed import IcalFeeds
+from paging.memory import MemoryPager
 from paging.notifiers import build_notifier
 from paging.pager import Pager
 
@@ -81,6 +82,7 @@ class Daemon:
         self.sip_responder: Any = None
         self.alertmanager: am_intake.AlertmanagerIntake | None = None
         self.pager: Pager | None = None
+        self.memory: MemoryPager | None = None  # pages from memory while the store is unwritable
         self.ical_feeds = IcalFeeds()
         self._paging_provider = config.paging.provider
         self._runner: web.AppRunner | None = None
@@ -104,11 +106,13 @@ class Daemon:
         self.notifier.status("opening state database")
         self.store = await Store.open(cfg.daemon.state_path)
         self.metrics.store_ok.set(1)
+        self.store.on_writable_change(self._store_writable_changed)
         self.pipeline = Pipeline(
             self.store, self.clock, self.metrics, judge_gate=make_gate(lambda: self.config)
         )
         loaded = await self.pipeline.load()
         self.engine = IncidentEngine(cfg, self.pipeline, self.clock, self.metrics)
+        self.engine.store = self.store
         await self.engine.load(self.store.reader)
         self.pipeline.handlers.append(self.engine.handle)
         self.actions = IncidentActions(self.store, self.engine, self.clock)
@@ -218,7 +222,11 @@ class Daemon:
         """Named readiness conditions for /readyz."""
         return {
             "scheduler": self.scheduler_alive(),
-            "store_writable": bool(self.pipeline and self.pipeline.store_writable),
+            "store_writable": bool(
+                self.pipeline
+                and self.pipeline.store_writable
+                and (self.store is None or self.store.writable)
+            ),
             "config_loaded": True,
         }
 
@@ -297,6 +305,9 @@ class Daemon:
         )
         self.pager.on_wake = self.outbox.wake
         self.pager.on_due = self._paging_due.set
+        self.memory = MemoryPager(self.pager, self.engine.unrecorded, self.clock, self.registry)
+        self.pager.memory = self.memory
+        self.engine.paged_from_memory = self.memory.paged
         self.engine.subscribe(self.pager, pages=True)
         self.outbox.register("notify", self.pager.deliver_notify)
         self.outbox.register("digest", self.pager.deliver_digest)
@@ -327,11 +338,22 @@ class Daemon:
             # Cleared before the pass: a step recorded due during the pass runs another pass.
             self._paging_due.clear()
             self.paging_passes += 1
+            writable = self.store is None or self.store.writable
+            if self.memory is not None:
+                try:
+                    # First, and whatever the store says: a full disk must not delay it.
+                    reason = self.store.write_error if self.store is not None else None
+                    await self.memory.run(self.clock.now(), writable, reason)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a memory-pager bug must not stop stored paging
+                    log.error("paging from memory failed", error=repr(exc))
             try:
                 now = self.clock.now()
                 await self.ical_feeds.refresh(self.config.paging, now)
                 self.pager.set_ical(self.ical_feeds.shifts)
-                await self.pager.run_due(now)
+                if writable:  # else it could only be refused; flushes and ticks find space
+                    await self.pager.run_due(now)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a store hiccup must not end paging
@@ -341,6 +363,20 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(period):
                     await self._paging_due.wait()
+
+    def _store_writable_changed(self, writable: bool, reason: str | None) -> None:
+        """The store stopped or started accepting writes: say so, and page at once."""
+        self.metrics.store_ok.set(1 if writable else 0)
+        if writable:
+            log.warning("state database writable again; stored paging resumes")
+        else:
+            log.error(
+                "state database refuses writes: paging from memory until it accepts them",
+                reason=reason,
+            )
+        self._paging_due.set()  # memory pager now (unwritable) or due steps now (writable)
+        if writable and self.outbox is not None:
+            self.outbox.wake()
 
     async def _housekeeping(self, period: float = 1.0) -> None:
         """Once a second: hold-down resolves, outbox gauge."""

@@ -29,6 +29,8 @@ from nocd.store import Store
 from paging import digest, escalation
 from paging.config import PagingConfig
 from paging.digest_mail import digest_message, send_digest_email
+from paging.handover import adopt
+from paging.memory import MemoryPager
 from paging.messages import KEYS_PROMPT
 from paging.notifiers import Notifier, PageRequest
 from paging.routing import decide
@@ -43,6 +45,7 @@ from paging.tracking import (
     load_page,
 )
 from paging.twiml import say_only
+from paging.walljumps import WallClockJumps, shift_deadlines
 
 log = structlog.get_logger(__name__)
 
@@ -63,10 +66,13 @@ class Pager:
         self._store = store
         self._notifier = notifier
         self._clock = clock
+        self._jumps = WallClockJumps(clock)  # a stepped wall clock must not skip/stretch waits
         self.on_wake: Callable[[], None] | None = None
         # Called when a step became due now (escalation started, a call went unanswered), so
         # the caller's loop runs run_due at once instead of at its next poll.
         self.on_due: Callable[[], None] | None = None
+        # Pages sent from memory while the store refused writes (set by the daemon).
+        self.memory: MemoryPager | None = None
         self.configure(paging, calendars, public_url, ical)
 
     def configure(
@@ -128,6 +134,14 @@ class Pager:
             rising = event.previous is None or event.previous.rank < inc.severity.rank
             if not rising or inc.state is not IncidentState.TRIGGERED:
                 return
+        mem = self.memory.handover(inc.group_key) if self.memory is not None else None
+        if mem is not None and event.kind is IncidentEventKind.OPENED:
+            # Already paged from memory while the store refused writes: the stored escalation
+            # takes over where that one stands, so no step is sent twice.
+            await adopt(conn, self._store, mem, inc)
+            log.warning("escalation handed over from memory", incident=inc.code, step=mem.step)
+            self._due_now()
+            return
         if not self.paging.enabled:
             await add_event(conn, inc.id, event.at, "routing", "paging is disabled: no page")
             return
@@ -183,7 +197,10 @@ class Pager:
 
     async def run_due(self, now: float) -> int:
         """Fire due steps, release rate-capped bundles and due digests; returns rows queued."""
+        jump = self._jumps.check()
         async with self._store.transaction() as conn:
+            if jump:
+                await shift_deadlines(conn, jump, now)
             await escalation.fire_due(conn, self.paging, now, self.ical)
             pages = await escalation.flush_queue(conn, self.paging, now)
             digests = await digest.release_due(conn, self.paging, now)

@@ -10,6 +10,8 @@ URL (daemon.public_url + path) and the POST parameters; otherwise 403 and nothin
 Without a Twilio provider or a public URL every request is refused. A replayed keypress or
 SMS (same CallSid+digit / MessageSid) gets the first reply again and changes nothing;
 so does a replayed status callback (same SID and status) or voicemail answer (same call).
+Pages sent from memory while the store refused writes (paging.memory) are served too: their
+keypress or SMS ack is taken in memory and applied when the incident is written.
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ class _Webhooks:
         key = request.match_info["key"]
         rec = await self.pager.page(key)
         if rec is None:
+            mem = self.pager.memory.page(key) if self.pager.memory is not None else None
+            if mem is not None and self._memory_codes(mem.groups):
+                gather = self._url("gather", key)
+                return _xml(twiml.alert(mem.text, gather, self.pager.paging.speak_repeat))
             return _xml(twiml.confirm("This alert is no longer available. Goodbye."))
         incidents = await self.pager.incidents_of(rec)
         live = [i for i in incidents if i.state is IncidentState.TRIGGERED]
@@ -103,25 +109,56 @@ class _Webhooks:
         key = request.match_info["key"]
         digits = params.get("Digits", "")
         request_id = f"gather:{params.get('CallSid', '')}:{key}:{digits}"
-        replay = await self.pager.seen(request_id)
+        replay = await self._seen(request_id)
         if replay is not None:
             return _xml(replay)
         rec = await self.pager.page(key)
-        if rec is None:
+        mem = None
+        if rec is None and self.pager.memory is not None:
+            mem = self.pager.memory.page(key)
+        if rec is None and mem is None:
             return _xml(twiml.confirm("This alert is no longer available. Goodbye."))
         action = digit_action(digits)
         if action == "repeat":
             return _xml(twiml.redirect(self._url("voice", key)))
         if action is None:
             return _xml(twiml.redirect(self._url("voice", key), "Sorry, that key is not valid."))
-        by = rec.person or params.get("To", "unknown")
+        if rec is not None:
+            by = rec.person or params.get("To", "unknown")
+            codes = [inc.code for inc in await self.pager.incidents_of(rec)]
+        else:
+            assert mem is not None
+            by, codes = mem.person, self._memory_codes(mem.groups, live=False)
         spoken = []
-        for inc in await self.pager.incidents_of(rec):
-            res = await self._act(action, inc.code, by, "voice")
+        for code in codes:
+            res = await self._act(action, code, by, "voice")
             spoken.append(_spoken(res, action))
         reply = twiml.confirm(" ".join(spoken) + " Goodbye.")
-        await self.pager.remember(request_id, reply)
+        await self._remember(request_id, reply)
         return _xml(reply)
+
+    def _memory_codes(self, groups: tuple[str, ...], live: bool = True) -> list[str]:
+        """Codes of a memory page's outages (only those not yet acknowledged, if `live`)."""
+        memory = self.pager.memory
+        if memory is None:
+            return []
+        outs = [o for g in groups if (o := memory.outages.get(g)) is not None]
+        return [o.code for o in outs if not live or o.acked is None]
+
+    async def _seen(self, request_id: str) -> str | None:
+        memory = self.pager.memory
+        if memory is not None and request_id in memory.seen:
+            return memory.seen[request_id]
+        return await self.pager.seen(request_id)
+
+    async def _remember(self, request_id: str, reply: str) -> None:
+        try:
+            await self.pager.remember(request_id, reply)
+        except Exception as exc:  # store unwritable: keep the replay guard in memory
+            if self.pager.memory is None:
+                raise
+            self.pager.memory.seen[request_id] = reply
+            log.warning("webhook reply remembered in memory only", error=str(exc))
 
     async def status(self, request: web.Request, params: dict[str, str]) -> web.Response:
         key = request.match_info["key"]
@@ -135,11 +172,14 @@ class _Webhooks:
         known = await self.pager.on_status(key, status, params.get("AnsweredBy") or None)
         if known and sid:
             await self.pager.remember(request_id, "")
+        if not known and self.pager.memory is not None and self.pager.memory.page(key):
+            log.info("status of a page sent from memory", key=key, status=status)
+            known = True
         return web.Response(status=200 if known else 404)
 
     async def sms(self, request: web.Request, params: dict[str, str]) -> web.Response:
         request_id = f"sms:{params.get('MessageSid', '')}"
-        replay = await self.pager.seen(request_id)
+        replay = await self._seen(request_id)
         if replay is not None:
             return _xml(replay)
         sender = params.get("From", "")
@@ -158,10 +198,18 @@ class _Webhooks:
                 return _xml(twiml.sms_reply("nocd: which incident? Reply e.g. 4 K7Q."))
         res = await self._act(action, ref, person, "sms")
         reply = twiml.sms_reply(f"nocd: {_texted(res, action)}")
-        await self.pager.remember(request_id, reply)
+        await self._remember(request_id, reply)
         return _xml(reply)
 
     async def _act(self, action: str, ref: str, by: str, via: str) -> IncidentActionResult:
+        memory = self.pager.memory
+        if memory is not None and memory.by_code(ref) is not None:
+            # Its incident is not written yet (store unwritable): the ack is taken in memory.
+            memory.ack(ref, by, via)
+            note = "" if action == "ack" else " (resolve when nocd can write its database)"
+            return IncidentActionResult(
+                True, ref.upper(), "acknowledged", True, f"acknowledged in memory{note}"
+            )
         try:
             if action == "ack":
                 return await self.acker.ack(ref, by, via)
@@ -172,6 +220,8 @@ class _Webhooks:
 
     async def _only_open_incident(self, person: str) -> str | None:
         codes = await self.pager.open_codes_paged_to(person)
+        if self.pager.memory is not None:
+            codes += self.pager.memory.codes_paged_to(person)
         return codes[0] if len(codes) == 1 else None
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiosqlite
@@ -27,18 +27,26 @@ from nocd.incidents.model import (
     IncidentEventKind,
     IncidentListener,
     IncidentState,
+    PagedFromMemory,
+    Unrecorded,
     load,
 )
 from nocd.incidents.timeline import add_event
 from nocd.metrics import Metrics
 from nocd.model import Severity
 from nocd.pipeline import Change, Pipeline
+from nocd.store import Store
 
 log = structlog.get_logger(__name__)
 
 _CODE_ALPHABET = (
     "ACDEFHJKLMNPQRTUVWXY3479"  # no 0/O, 1/I, 2/Z, 5/S, 8/B: read aloud and typed in SMS
 )
+
+
+def random_code(length: int = 3) -> str:
+    """A random incident code of `length` characters, easy to read aloud and type."""
+    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(length))
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,11 @@ class IncidentEngine:
         self._open: dict[str, int] = {}  # group key → open incident id
         self._clear_since: dict[str, float] = {}  # group → when its last member recovered
         self._held_flapping: set[str] = set()
+        # Set by the daemon: a refused commit undoes the in-memory side of a transaction
+        # (else a rolled-back incident id stays "open" and the retry opens nothing).
+        self.store: Store | None = None
+        # Set by the daemon: what the memory pager already did for a group (code, ack).
+        self.paged_from_memory: Callable[[str], PagedFromMemory | None] | None = None
         self.set_config(config)
 
     # ---- configuration ------------------------------------------------------------------
@@ -124,6 +137,7 @@ class IncidentEngine:
     async def handle(self, conn: object, changes: Sequence[Change], now: float) -> None:
         """Pipeline batch handler: reconcile every group the changes touch."""
         assert isinstance(conn, aiosqlite.Connection)
+        self._guard()
         groups: dict[str, None] = {}
         for ch in changes:
             for name in self._affected(ch.check.name):
@@ -138,6 +152,21 @@ class IncidentEngine:
             # The transaction rolls back: forget in-memory changes; the pipeline retries.
             await self.load(conn)
             raise
+
+    def _guard(self) -> None:
+        """Restore the open-group maps if the caller's transaction does not commit."""
+        if self.store is None:
+            return
+        snap = (dict(self._open), dict(self._clear_since), set(self._held_flapping))
+
+        def undo() -> None:
+            self._open, self._clear_since, self._held_flapping = (
+                dict(snap[0]),
+                dict(snap[1]),
+                set(snap[2]),
+            )
+
+        self.store.on_rollback(undo)
 
     def _affected(self, name: str) -> list[str]:
         """The check and everything that depends on it (their reachability changed)."""
@@ -154,6 +183,7 @@ class IncidentEngine:
         """Periodic work: resolves whose hold-down has elapsed."""
         now = self._clock.now()
         hold = self.config.incidents.resolve_hold_down
+        self._guard()
         for g, since in list(self._clear_since.items()):
             if now - since >= hold:
                 await self._reconcile(conn, g, now)
@@ -191,11 +221,7 @@ class IncidentEngine:
             (st := self._pipeline.states.get(m.check.name)) is not None and st.flapping
             for m in members
         )
-        severity = aggregate_severity(self.config.incidents.rules, members)
-        cause = self._cause(members)
-        if cause is not None and cause.labels.get("role") == "uplink":
-            # SLAs exclude customer LAN/ISP faults: an uplink outage is not the platform's P1.
-            severity = self.config.incidents.uplink_severity
+        severity, cause = self._severity(members)
         inc_id = self._open.get(g)
         if inc_id is None:
             if reachable:
@@ -276,18 +302,10 @@ class IncidentEngine:
         first = reachable[0].check
         site = first.site
         customer = self.config.sites[site].customer if site in self.config.sites else None
-        covered = [
-            maintenance.covering(m.check, self.config, self.silences, now) for m in reachable
-        ]
-        suppressed = covered[0] if covered and all(covered) else None
-        all_flapping = all(
-            (st := self._pipeline.states.get(m.check.name)) is not None and st.flapping
-            for m in reachable
-        )
-        if suppressed is None and all_flapping:
-            suppressed = "flapping"
+        suppressed = self._suppression(reachable, now)
         title = self._title(reachable, members, cause, site)
-        code = await self._new_code(conn)
+        memory = self.paged_from_memory(g) if self.paged_from_memory is not None else None
+        code = await self._new_code(conn, memory.code if memory is not None else None)
         cur = await conn.execute(
             "INSERT INTO incidents (code, group_key, site, customer, severity, state, title, "
             "cause, opened_at, suppressed) VALUES (?, ?, ?, ?, ?, 'triggered', ?, ?, ?, ?)",
@@ -346,6 +364,69 @@ class IncidentEngine:
         await self._notify(
             conn, inc_id, IncidentEvent(IncidentEventKind.OPENED, now, text=title), g, now
         )
+        if memory is not None and memory.acked is not None:
+            # Acknowledged by phone while the store could not write: the ack stands.
+            by, via, _at = memory.acked
+            opened = await load(conn, inc_id)
+            if opened is not None:
+                await self.acknowledge(conn, opened, now, by, f"{via} (taken in memory)")
+
+    def _severity(self, members: Sequence[MemberView]) -> tuple[Severity, CheckConfig | None]:
+        """A group's severity under the aggregate rules, and its cause (if one is found)."""
+        severity = aggregate_severity(self.config.incidents.rules, members)
+        cause = self._cause(members)
+        if cause is not None and cause.labels.get("role") == "uplink":
+            # SLAs exclude customer LAN/ISP faults: an uplink outage is not the platform's P1.
+            severity = self.config.incidents.uplink_severity
+        return severity, cause
+
+    def _suppression(self, reachable: Sequence[MemberView], now: float) -> str | None:
+        """The maintenance/silence covering every failing member, or "flapping", or None."""
+        covered = [
+            maintenance.covering(m.check, self.config, self.silences, now) for m in reachable
+        ]
+        suppressed = covered[0] if covered and all(covered) else None
+        all_flapping = all(
+            (st := self._pipeline.states.get(m.check.name)) is not None and st.flapping
+            for m in reachable
+        )
+        if suppressed is None and all_flapping:
+            suppressed = "flapping"
+        return suppressed
+
+    def unrecorded(self, now: float) -> list[Unrecorded]:
+        """Outages in memory with no open incident: what the next flush would open.
+
+        The memory pager uses it while the store refuses writes; the same grouping,
+        severity, maintenance and silence rules apply as when the incident is written.
+        """
+        groups: dict[str, None] = {}
+        for name, st in self._pipeline.states.items():
+            if st.hard is not Severity.OK:
+                g = self._group_of.get(name)
+                if g is not None and g not in self._open:
+                    groups[g] = None
+        out = []
+        for g in groups:
+            members = self._members(g)
+            reachable = [m for m in members if m.severity is not Severity.OK and not m.unreachable]
+            if not reachable:
+                continue
+            severity, cause = self._severity(members)
+            site = reachable[0].check.site
+            customer = self.config.sites[site].customer if site in self.config.sites else None
+            out.append(
+                Unrecorded(
+                    g,
+                    site,
+                    customer,
+                    severity,
+                    self._title(reachable, members, cause, site),
+                    self._suppression(reachable, now),
+                    tuple(m.check.name for m in reachable),
+                )
+            )
+        return out
 
     def _title(
         self,
@@ -367,9 +448,14 @@ class IncidentEngine:
             return f"{reachable[0].check.name} down{where}"
         return f"{len(reachable)} checks failing{where}"
 
-    async def _new_code(self, conn: aiosqlite.Connection) -> str:
+    async def _new_code(self, conn: aiosqlite.Connection, wanted: str | None = None) -> str:
+        if wanted is not None:
+            # The code already sent in pages from memory, unless an incident took it since.
+            async with conn.execute("SELECT 1 FROM incidents WHERE code=?", (wanted,)) as cur:
+                if await cur.fetchone() is None:
+                    return wanted
         for length in (3, 3, 3, 4, 4, 5, 6):
-            code = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(length))
+            code = random_code(length)
             async with conn.execute("SELECT 1 FROM incidents WHERE code=?", (code,)) as cur:
                 if await cur.fetchone() is None:
                     return code
@@ -516,6 +602,7 @@ class IncidentEngine:
         )
         msg = text or f"resolved by {by} via {via}"
         await add_event(conn, incident.id, now, "resolved", msg, {"by": by, "via": via})
+        self._guard()
         self._open.pop(incident.group_key, None)
         self._clear_since.pop(incident.group_key, None)
         self._held_flapping.discard(incident.group_key)

@@ -65,6 +65,27 @@ class Incident:
 
 
 @dataclass(frozen=True, slots=True)
+class Unrecorded:
+    """An outage known only in memory: failing checks whose incident the store has not got."""
+
+    group: str
+    site: str | None
+    customer: str | None
+    severity: Severity
+    title: str
+    suppressed: str | None  # maintenance/silence/flapping that would mute its incident
+    checks: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PagedFromMemory:
+    """What the memory pager did for a group before its incident could be written."""
+
+    code: str  # the incident code already sent in pages: the incident takes it
+    acked: tuple[str, str, float] | None = None  # (by, via, at) of an ack taken in memory
+
+
+@dataclass(frozen=True, slots=True)
 class IncidentEvent:
     """A change to tell listeners about; `previous` is the severity before a change."""
 

@@ -2,13 +2,18 @@
 
 A PostgreSQL store can replace this class: callers only use `transaction()`, `read()` and
 plain SQL through the repository modules (incidents, outbox, tickets, paging).
+The store also says whether it can write: a transaction refused for lack of space, a
+read-only file or an I/O error sets `writable` False (listeners are told), and the next
+commit that succeeds sets it back; `on_rollback` lets a caller undo in-memory changes made
+for a transaction that did not commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -19,6 +24,24 @@ import structlog
 log = structlog.get_logger(__name__)
 
 _MIGRATION = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+# SQLite primary result codes that mean "the database cannot be written", not a bug.
+_UNWRITABLE = {13: "SQLITE_FULL", 8: "SQLITE_READONLY", 10: "SQLITE_IOERR", 14: "SQLITE_CANTOPEN"}
+_UNWRITABLE_TEXT = ("disk is full", "readonly database", "disk i/o error", "unable to open")
+
+
+def unwritable_reason(exc: BaseException) -> str | None:
+    """SQLite's reason when `exc` means the store cannot write (full, read-only, I/O), else None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sqlite3.Error):
+            code = getattr(seen, "sqlite_errorcode", None)
+            if (code is not None and code & 0xFF in _UNWRITABLE) or any(
+                t in str(seen).lower() for t in _UNWRITABLE_TEXT
+            ):
+                return str(seen)
+        seen = seen.__cause__
+    return None
 
 
 def _try_open(path: str) -> None:
@@ -53,6 +76,39 @@ class Store:
         self._db = db
         self.path = path
         self._write_lock = asyncio.Lock()
+        self.writable = True
+        self.write_error: str | None = None  # SQLite's reason while not writable
+        self.refused = 0  # transactions refused because the store could not write
+        self._listeners: list[Callable[[bool, str | None], None]] = []
+        self._undo: list[Callable[[], None]] = []
+
+    def on_writable_change(self, fn: Callable[[bool, str | None], None]) -> None:
+        """Call `fn(writable, reason)` whenever the store stops or starts accepting writes."""
+        self._listeners.append(fn)
+
+    def on_rollback(self, fn: Callable[[], None]) -> None:
+        """Inside a transaction: call `fn` if it rolls back (undo in-memory changes)."""
+        self._undo.append(fn)
+
+    def _set_writable(self, writable: bool, reason: str | None) -> None:
+        if writable == self.writable:
+            return
+        self.writable, self.write_error = writable, reason
+        if writable:
+            log.warning("state database accepts writes again")
+        else:
+            log.error("state database refuses writes", reason=reason, path=self.path)
+        for fn in self._listeners:
+            fn(writable, reason)
+
+    def _rolled_back(self, exc: BaseException) -> None:
+        undo, self._undo = self._undo, []
+        for fn in reversed(undo):
+            fn()
+        reason = unwritable_reason(exc)
+        if reason is not None:
+            self.refused += 1
+            self._set_writable(False, reason)
 
     @classmethod
     async def open(cls, path: str | Path) -> Store:
@@ -113,14 +169,20 @@ class Store:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction (BEGIN IMMEDIATE … COMMIT), serialized among writers."""
         async with self._write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
+            self._undo = []
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")  # read-only: refused here
+            except Exception as exc:
+                self._rolled_back(exc)
+                raise StoreError(f"cannot begin a write: {exc}") from exc
             try:
                 yield self._db
-            except BaseException:
+            except BaseException as exc:
                 try:
                     await self._db.execute("ROLLBACK")
                 except Exception:  # noqa: BLE001 - the original error matters more than the rollback
                     pass
+                self._rolled_back(exc)
                 raise
             try:
                 await self._db.execute("COMMIT")
@@ -129,7 +191,10 @@ class Store:
                     await self._db.execute("ROLLBACK")
                 except Exception:  # noqa: BLE001 - the original error matters more than the rollback
                     pass
+                self._rolled_back(exc)
                 raise StoreError(f"commit failed: {exc}") from exc
+            self._undo = []
+            self._set_writable(True, None)
 
     @property
     def reader(self) -> aiosqlite.Connection:
