@@ -141,7 +141,7 @@ def parse_metrics(text: str) -> dict[str, Any]:
         "probes": 0.0,
         "failures": {},
         "down": 0.0,
-        "transitions": 0.0,
+        "transitions": {},
         "incidents": 0.0,
         "checks_down": [],
         "lateness": {},
@@ -160,8 +160,9 @@ def parse_metrics(text: str) -> dict[str, Any]:
             cls = labels.split('failure="', 1)[1].split('"', 1)[0]
             out["failures"][cls] = out["failures"].get(cls, 0.0) + value
         elif name == "nocd_state_transitions_total":
-            out["transitions"] += value
-            if 'kind="down"' in labels:
+            kind = labels.split('kind="', 1)[1].split('"', 1)[0]
+            out["transitions"][kind] = value
+            if kind == "down":
                 out["down"] += value
         elif name == "nocd_incidents_opened_total":
             out["incidents"] += value
@@ -424,7 +425,9 @@ def summarize(
         "probe_failures_absorbed": {k: int(v) for k, v in end["failures"].items()},
         "false_hard_failures": int(end["down"]),
         "checks_seen_down": sorted(seen_down)[:20],
-        "state_transitions": int(end["transitions"]),
+        # flap_start/stop too: a young check (5-20 results) that fails once is "flapping",
+        # which suppresses its pages until its history fills with successes.
+        "state_transitions": {k: int(v) for k, v in end["transitions"].items() if v},
         "incidents_opened": int(end["incidents"]),
         "rss_mib": {
             "ready": round(first["rss"], 1),
