@@ -91,12 +91,13 @@ CREDENTIALS = ("none", "wrong", "query", "admin-cookie", "read", "admin")
 READ_METHODS = ("GET", "HEAD")
 
 
-def config(tmp: Path, port: int, dead_port: int) -> str:
+def config(tmp: Path, port: int, dead_port: int, public_url: str | None = PUBLIC_URL) -> str:
     """One site down (an incident pages Alice), a heartbeat check, an Alertmanager rule."""
+    public = f"public_url: {public_url}" if public_url else ""
     return f"""
 daemon:
   listen: 127.0.0.1:{port}
-  public_url: {PUBLIC_URL}
+  {public}
   state_path: {tmp}/nocd.db
   log_format: json
   log_level: warning

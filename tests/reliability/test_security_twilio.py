@@ -18,11 +18,13 @@ import pytest
 import pytest_asyncio
 from twilio.request_validator import RequestValidator
 
+from nocd.configload import ConfigError, load_text
 from tests.reliability.test_security import (
     ALICE,
     PUBLIC_URL,
     TWILIO_TOKEN,
     World,
+    config,
     running,
 )
 
@@ -230,7 +232,23 @@ async def test_forged_tampered_misaddressed_and_get_webhooks_change_nothing(worl
     status, again = await send(w, gather, press4, sign(PUBLIC_URL + gather, press4))
     assert (status, again) == (200, first)
     assert await w.state() == acked
+    # A genuine SMS reply resolves; its replays answer the same and change nothing.
+    resolve = sms_params(w, f"6 {w.ref}", sid="SM" + "6" * 32)
+    status, first = await send(w, "/twilio/sms", resolve, sign(PUBLIC_URL + "/twilio/sms", resolve))
+    assert status == 200 and "resolved" in first, first
+    assert await w.incident_state() == "resolved"
+    resolved = await w.settled()
+    for _ in range(3):
+        replayed = await send(w, "/twilio/sms", resolve, sign(PUBLIC_URL + "/twilio/sms", resolve))
+        assert replayed == (200, first)
+    assert await w.state() == resolved
     print(f"twilio webhook attacks refused: {len(cases)}")
+
+
+async def test_without_a_public_url_twilio_is_refused_at_load(tmp_path: Path) -> None:
+    """No configured public URL, no Twilio: nocd never falls back to the Host it sees."""
+    with pytest.raises(ConfigError, match=r"twilio needs daemon\.public_url"):
+        load_text(config(tmp_path, 1, 2, public_url=None), "security.yaml")
 
 
 @pytest.mark.xfail(
