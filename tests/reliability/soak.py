@@ -238,11 +238,15 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 async def _scrape(http: aiohttp.ClientSession, port: int) -> dict[str, Any]:
+    t = time.monotonic()
     async with http.get(
-        f"http://127.0.0.1:{port}/metrics", timeout=aiohttp.ClientTimeout(total=20)
+        f"http://127.0.0.1:{port}/metrics", timeout=aiohttp.ClientTimeout(total=30)
     ) as resp:
         resp.raise_for_status()
-        return parse_metrics(await resp.text())
+        text = await resp.text()
+    # Wall time to the whole body: nocd renders it on its event loop, so this is also how
+    # long one scrape held the loop (plus the wait for a CPU on a busy machine).
+    return parse_metrics(text) | {"scrape_s": time.monotonic() - t, "bytes": len(text)}
 
 
 async def _ready(http: aiohttp.ClientSession, port: int, proc: Any, limit: float) -> bool:
@@ -449,6 +453,11 @@ def summarize(
             "p99": round(late_p99 * 1000, 1),
             "p99_bucket_le": late_bound * 1000,
             "p99_whole_run": round(quantile(end["lateness"], {}, 0.99)[0] * 1000, 1),
+        },
+        "scrape_ms": {
+            "median": round(statistics.median(m["scrape_s"] for _, m in scrapes) * 1000),
+            "max": round(max(m["scrape_s"] for _, m in scrapes) * 1000),
+            "bytes": end["bytes"],
         },
         "cpu_pct_of_a_core": round(100 * (last["cpu"] - ws["cpu"]) / span, 1),
         "runq_wait_pct": round(100 * (last["runq"] - ws["runq"]) / span, 1),
