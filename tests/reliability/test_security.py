@@ -426,6 +426,13 @@ async def test_every_endpoint_by_every_credential(world: World) -> None:
             if await w.state() != before:
                 wrong.append(f"{method} {path} [{cred}] -> {status} CHANGED STATE")
                 before = await w.settled()
+    # No existence oracle: unknown ids and names answer 401 before any lookup.
+    bogus = dict.fromkeys(values, "no-such-thing-404")
+    for method, path in routes:
+        if classified[(method, path)] in ("read", "write") and "{" in path:
+            status, _, _ = await call(w, method, concrete(path, bogus), "none", cookie, None)
+            if status != 401:
+                wrong.append(f"{method} {concrete(path, bogus)} [none] -> {status}, not 401")
     assert not wrong, "\n".join(wrong)
 
     # Admin: reads answer, each write goes through and changes the state (the control).

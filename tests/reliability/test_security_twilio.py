@@ -220,6 +220,13 @@ async def test_forged_tampered_misaddressed_and_get_webhooks_change_nothing(worl
     assert not wrong, "\n".join(wrong)
     refused = [e for e in w.logs if e.get("event") == "twilio webhook refused: bad signature"]
     assert len(refused) >= len([c for c in cases if c[4] == "POST"])
+    # Genuinely from Twilio but texted by a stranger: answered, nothing changes.
+    stranger = {**sms_params(w, f"4 {w.ref}", sid="SM" + "5" * 32), "From": "+15550199"}
+    status, text = await send(
+        w, "/twilio/sms", stranger, sign(PUBLIC_URL + "/twilio/sms", stranger)
+    )
+    assert status == 200 and "not an on-call contact" in text
+    assert await w.state() == before
     assert await w.incident_state() == "triggered"
 
     # The genuine keypress, through the proxy (signed for the public URL), acknowledges …
