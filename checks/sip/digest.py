@@ -12,6 +12,7 @@ from checks.sip.message import SipMessage, SipParseError
 
 _PARAM = re.compile(r"\s*([A-Za-z0-9_-]+)\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^,\s]*)\s*,?")
 MAX_CHALLENGE = 4096  # bounds regex work on hostile headers
+MAX_CHALLENGES = 16  # servers offer one per algorithm; a reply with 250 must not cost 250 parses
 
 # Strongest first (RFC 8760 §2.4: prefer the strongest algorithm offered).
 _HASHES: dict[str, Callable[[bytes], str]] = {
@@ -83,7 +84,8 @@ def best_challenge(msg: SipMessage) -> Challenge:
     name = "proxy-authenticate" if proxy else "www-authenticate"
     found: list[Challenge] = []
     errors: list[str] = []
-    for _, value in (h for h in msg.headers if h[0] == name):
+    offered = [value for key, value in msg.headers if key == name]
+    for value in offered[:MAX_CHALLENGES]:
         try:
             found.append(parse_challenge(value, proxy))
         except (ChallengeError, SipParseError) as exc:

@@ -12,7 +12,8 @@ Every input goes through each cheap network parser nocd runs on untrusted bytes:
 - `trap`: the input as a UDP datagram handed to the real trap receiver's pysnmp engine
   (v1/v2c communities and a v3 user configured, as nocd/intake/traps.py sets them up).
 
-An exception other than the parser's own documented error is a finding: it is counted, the
+The inputs in tests/data/fuzz_regressions (past findings) run whole first, then libFuzzer
+mutates from the seeds. An exception other than the parser's own documented error is a finding: it is counted, the
 input saved under artifacts/fuzz/, and the run goes on.
 
 Timing: coverage instrumentation slows pure-Python loops tens of times, so the fuzzing pass
@@ -289,6 +290,11 @@ def main(argv: list[str] | None = None) -> None:
         # libFuzzer never returns from Fuzz(); leave without running its exit path.
         os._exit(1 if failed else 0)
 
+    one_input = make_one_input(targets, stats, finish)
+    # Past findings first, whole (libFuzzer cuts seeds to -max_len; some are 64 KB).
+    for path in sorted(REGRESSIONS.glob("*")):
+        if path.suffix != ".md":
+            one_input(path.read_bytes())
     seeds = [str(p) for p in [*SEEDS, REGRESSIONS] if p.is_dir()]
     atheris.Setup(
         [
@@ -299,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
             str(corpus),
             *seeds,
         ],
-        make_one_input(targets, stats, finish),
+        one_input,
     )
     atheris.Fuzz()
     finish()  # libFuzzer stopped on its own: report what was tried

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from checks import alertmanager as am_check
 from checks import trap as trap_check
 from checks.sip.digest import ChallengeError, best_challenge, digest_response, parse_challenge
-from checks.sip.message import SipParseError, params, parse, parse_via, split_comma
+from checks.sip.message import SipParseError, build_response, params, parse, parse_via
 from nocd.intake import alertmanager as am_intake
 from nocd.intake.traps import TrapListenerConfig, TrapReceiver
 
@@ -29,7 +29,11 @@ V3_SENDER_ENGINE = "0x8000000001020304"
 
 
 def fuzz_sip(data: bytes) -> None:
-    """Parse as a datagram and as a stream message, then use the reply as the probes do."""
+    """Parse as a datagram and as a stream message, then use it as nocd's SIP code does.
+
+    The transport matches replies by the top Via's branch; REGISTER reads CSeq, Contact and
+    the strongest digest challenge; the responder answers requests (copying every Via).
+    """
     try:
         parse(data, datagram=False)
     except SipParseError:
@@ -38,21 +42,24 @@ def fuzz_sip(data: bytes) -> None:
         msg = parse(data)
     except SipParseError:
         return
-    for _, value in msg.headers:
-        params(value)
-        split_comma(value)
     msg.top_via_branch()
     msg.header("call-id")
+    msg.header_values("contact")
+    for name in ("to", "from"):
+        params(msg.header(name) or "")
     try:
         msg.cseq()
     except SipParseError:
         pass
-    for via in msg.header_values("via"):
+    vias = msg.header_values("via")
+    if vias:
         try:
-            parse_via(via)
+            parse_via(vias[0])
         except SipParseError:
             pass
-    if msg.status in (401, 407):
+    if msg.is_request:
+        build_response(msg, 200, "OK", to_tag="fuzz", received=("127.0.0.1", 5060))
+    elif msg.status in (401, 407):
         try:
             ch = best_challenge(msg)
         except ChallengeError:
