@@ -5,6 +5,7 @@ Every error names the file, line and key path, and all errors are reported at on
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,15 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from nocd.config import Config
 
 Loc = tuple[str | int, ...]
+
+# Hostile-file bounds, checked before or right after parsing (issue #10, "bad input"):
+MAX_CONFIG_CHARS = 16 << 20  # ~250,000 checks; a bigger file is a mistake or an attack
+# nocd's schema nests ~8 deep. libyaml slows down quadratically with flow nesting (10,000
+# `[` take 2.4 s) and its composer recurses in C: ~100,000 levels crash the process.
+MAX_DEPTH = 64
+# After expanding aliases: a "billion laughs" file of 1 KB expands to 10^9 nodes, which the
+# conversion to plain types and validation would build and walk one by one.
+MAX_NODES = 2_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +151,102 @@ def _fast_parse(text: str, file: str) -> Any:
         return parse_yaml(text, file)  # the round-trip parser reports the syntax error
 
 
+_QUOTED_OR_COMMENT = re.compile(
+    # a quoted scalar where a token can start, or a comment: brackets there are not nesting
+    r"""(?<![^\s\[{,:])(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\n]|'')*')|(?<!\S)#[^\n]*"""
+)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_INDENT = re.compile(r"\n( *+)(?=[^ \r\n#])")  # anchored on a literal: fast on huge files
+_COMPACT = re.compile(r"\n *+((?:[-?] ++)++)")  # "- - - x": one level per marker
+
+
+def _flow_depth(text: str) -> int:
+    """Deepest `[`/`{` nesting, counted raw and with quoted scalars and comments removed."""
+    raw = _NOT_BRACKET.sub("", text)
+    if raw.count("[") + raw.count("{") <= MAX_DEPTH:
+        return 0  # too few brackets to nest deeper, whatever quoting says (the usual case)
+    worst = 0
+    for brackets in (raw, _NOT_BRACKET.sub("", _QUOTED_OR_COMMENT.sub("", text))):
+        depth = 0
+        for ch in brackets:
+            depth = depth + 1 if ch in "[{" else max(0, depth - 1)
+            worst = max(worst, depth)
+    return worst
+
+
+def _block_depth(text: str) -> int:
+    """An upper bound of block nesting: distinct indentations plus compact `- - ` markers."""
+    text = "\n" + text
+    levels = {len(indent) for indent in _INDENT.findall(text)}
+    compact = max((len(m) for m in _COMPACT.findall(text)), default=0) // 2
+    return len(levels) + compact
+
+
+def check_shape(text: str, file: str) -> None:
+    """Refuse, before any YAML parser runs, a file too big or nested too deeply to be a config."""
+    if len(text) > MAX_CONFIG_CHARS:
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    file, None, "", f"file too large: over {MAX_CONFIG_CHARS >> 20} MiB of text"
+                )
+            ]
+        )
+    depth = max(_flow_depth(text), _block_depth(text))
+    if depth > MAX_DEPTH:
+        raise ConfigError(
+            [ConfigIssue(file, None, "", f"nested more than {MAX_DEPTH} levels deep ({depth})")]
+        )
+
+
+def _expanded_size(data: Any, file: str) -> None:
+    """Refuse aliases that expand to too many nodes, too deep, or into themselves."""
+    sizes: dict[int, int] = {}  # id(container) → expanded node count; shared via aliases
+    active: set[int] = set()
+
+    def size(node: Any, depth: int) -> int:
+        if not isinstance(node, dict | list):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConfigError([ConfigIssue(file, None, "", "an alias refers to itself")])
+        if depth > MAX_DEPTH:
+            raise ConfigError(
+                [ConfigIssue(file, None, "", f"aliases nest more than {MAX_DEPTH} levels deep")]
+            )
+        active.add(key)
+        children = node.values() if isinstance(node, dict) else node
+        total = 1 + sum(size(child, depth + 1) for child in children)
+        active.discard(key)
+        if total > MAX_NODES:
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        file,
+                        None,
+                        "",
+                        f"aliases expand to more than {MAX_NODES:,} values (a YAML alias bomb?)",
+                    )
+                ]
+            )
+        sizes[key] = total
+        return total
+
+    size(data, 0)
+
+
 def load_text(text: str, file: str = "<config>") -> Config:
     """Validate YAML text into a Config, raising ConfigError with every issue found."""
+    check_shape(text, file)
     data = _fast_parse(text, file)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(file, 1, "", "the config must be a mapping of sections")])
+    if "*" in text:  # only aliases can share nodes; without any, the size is the text's
+        _expanded_size(data, file)
     data = _plain(data)
     try:
         cfg = Config.model_validate(data)
@@ -171,11 +270,20 @@ def load_file(path: str | Path) -> Config:
     """Read and validate a config file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            # Bounded: a huge file (or /dev/zero) must not be read whole into memory.
+            raw = f.read(MAX_CONFIG_CHARS + 1)
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError([ConfigIssue(str(p), None, "", f"cannot read: {exc.strerror}")]) from None
     except UnicodeDecodeError:
         raise ConfigError([ConfigIssue(str(p), None, "", "not UTF-8 text")]) from None
+    if len(raw) > MAX_CONFIG_CHARS:
+        raise ConfigError(
+            [ConfigIssue(str(p), None, "", f"file too large: over {MAX_CONFIG_CHARS >> 20} MiB")]
+        )
+    if "\x00" in text:
+        raise ConfigError([ConfigIssue(str(p), None, "", "binary data (NUL bytes), not YAML")])
     return load_text(text, str(p))
 
 
