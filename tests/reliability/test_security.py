@@ -192,7 +192,7 @@ class World:
         out.append(f"alertmanager: {sorted(am.firing)} rejected={am.rejected}")
         return "\n".join(out)
 
-    async def settled(self, limit: float = 10.0) -> str:
+    async def settled(self, limit: float = 20.0) -> str:
         """The fingerprint once it stops moving (the pages have gone out and been recorded)."""
         loop = asyncio.get_running_loop()
         end = loop.time() + limit
@@ -274,7 +274,7 @@ async def running(tmp: Path, code_alphabet: str = LETTERS) -> AsyncIterator[Worl
                 async def paged() -> bool:
                     return len(fake.calls) >= 1 and len(fake.messages) >= 1
 
-                await wait_for(paged, "Alice to be called and texted")
+                await wait_for(paged, "Alice to be called and texted", 30.0)
                 [(inc_id, w.code)] = await w.rows("SELECT id, code FROM incidents")
                 w.ref = str(inc_id)
                 w.page_keys = [k for (k,) in await w.rows("SELECT key FROM paging_pages")]
