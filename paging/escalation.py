@@ -228,17 +228,21 @@ async def _hold_reason(
     """Why a page to this person on this channel must wait (and be bundled), or None."""
     limits = paging.rate_limits
     cap = limits.voice if channel == "voice" else limits.sms
+    # Pages dated after `now` were sent before the wall clock stepped back: how long ago is
+    # unknowable, and counting them would hold this page until the clock caught up (an hour
+    # after a -1 h step), so the spacing and the cap look only at pages dated up to now.
     async with conn.execute(
-        "SELECT MAX(created_at) FROM paging_pages WHERE person=? AND channel=?",
-        (person, channel),
+        "SELECT MAX(created_at) FROM paging_pages WHERE person=? AND channel=? AND created_at <= ?",
+        (person, channel, now),
     ) as cur:
         row = await cur.fetchone()
     last = float(row[0]) if row and row[0] is not None else None
     if last is not None and now - last < limits.bundle_window:
         return f"paged {int(now - last)}s ago (bundle window {int(limits.bundle_window)}s)"
     async with conn.execute(
-        "SELECT COUNT(*) FROM paging_pages WHERE person=? AND channel=? AND created_at > ?",
-        (person, channel, now - limits.window),
+        "SELECT COUNT(*) FROM paging_pages WHERE person=? AND channel=? AND created_at > ? "
+        "AND created_at <= ?",
+        (person, channel, now - limits.window, now),
     ) as cur:
         row = await cur.fetchone()
     if row is not None and int(row[0]) >= cap:

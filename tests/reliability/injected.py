@@ -117,8 +117,9 @@ class World:
         assert self.daemon.outbox is not None
         passed = 0.0
         while passed < seconds and not (until is not None and until()):
-            self.clock.advance(step)
-            passed += step
+            d = min(step, seconds - passed)  # land exactly on `seconds`
+            self.clock.advance(d)
+            passed += d
             self.daemon.outbox.wake()
             await asyncio.sleep(pause)
             # Injected time stands still while a delivery is in flight (a request hanging
