@@ -45,8 +45,15 @@ _CODE_ALPHABET = (
 
 
 def random_code(length: int = 3) -> str:
-    """A random incident code of `length` characters, easy to read aloud and type."""
-    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(length))
+    """A random incident code of `length` characters, easy to read aloud and type.
+
+    Never all digits: an all-digit reference is also read as an incident id (API, CLI, SMS
+    `4 123`), so such a code could not be acked, or would ack another incident.
+    """
+    while True:
+        code = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(length))
+        if not code.isdigit():
+            return code
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,14 +114,22 @@ _COLS = (
 
 
 async def load(conn: aiosqlite.Connection, ref: int | str) -> Incident | None:
-    """Load an incident by numeric id or by code (case-insensitive)."""
-    arg: int | str
-    if isinstance(ref, int) or ref.isdigit():
-        where, arg = "id=?", int(ref)
-    else:
-        where, arg = "code=?", ref.strip().upper()
-    async with conn.execute(f"SELECT {_COLS} FROM incidents WHERE {where}", (arg,)) as cur:
-        row = await cur.fetchone()
+    """Load an incident by numeric id or by code (case-insensitive).
+
+    A digit string is tried as a code first: databases written before codes excluded
+    all-digit ones may hold such codes, and the code is what pages tell people to type.
+    """
+    row = None
+    if isinstance(ref, str):
+        async with conn.execute(
+            f"SELECT {_COLS} FROM incidents WHERE code=?", (ref.strip().upper(),)
+        ) as cur:
+            row = await cur.fetchone()
+    if row is None and (isinstance(ref, int) or ref.strip().isdigit()):
+        async with conn.execute(
+            f"SELECT {_COLS} FROM incidents WHERE id=?", (int(ref),)
+        ) as cur:
+            row = await cur.fetchone()
     if row is None:
         return None
     async with conn.execute(

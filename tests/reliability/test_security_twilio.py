@@ -19,6 +19,7 @@ import pytest_asyncio
 from twilio.request_validator import RequestValidator
 
 from nocd.configload import ConfigError, load_text
+from nocd.incidents.engine import random_code
 from tests.reliability.test_security import (
     ALICE,
     PUBLIC_URL,
@@ -258,18 +259,21 @@ async def test_without_a_public_url_twilio_is_refused_at_load(tmp_path: Path) ->
         load_text(config(tmp_path, 1, 2, public_url=None), "security.yaml")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an incident code of digits only (e.g. 377, 1 code in 216) is looked up as "
-    "incident id 377 by nocd.incidents.model.load, so its keypress/SMS/API ack misses or hits "
-    "another incident; fix: never generate all-digit codes (nocd/incidents/engine.py)",
-)
 async def test_an_all_digit_incident_code_is_acknowledged_by_keypress(tmp_path: Path) -> None:
-    async with running(tmp_path, code_alphabet="3479") as w:
-        assert w.code.isdigit()
+    """A code of digits only (older databases may hold one) is found as a code, not an id."""
+    async with running(tmp_path, code="379") as w:
+        assert w.code == "379"
         voice, sid, _ = keys(w)
         gather = f"/twilio/gather/{voice}"
         press4 = call_params(w, sid, "in-progress", Digits="4")
         status, reply = await send(w, gather, press4, sign(PUBLIC_URL + gather, press4))
         assert status == 200
         assert await w.incident_state() == "acknowledged", reply
+
+
+async def test_new_incident_codes_are_never_all_digits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generated codes always hold a letter, so no code can be mistaken for an incident id."""
+    monkeypatch.setattr("nocd.incidents.engine._CODE_ALPHABET", "37A")
+    codes = [random_code(3) for _ in range(2000)]
+    assert all(not c.isdigit() for c in codes)
+    assert {c for c in codes if "A" in c and any(d in c for d in "37")}  # digits still used
