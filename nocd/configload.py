@@ -170,6 +170,8 @@ def _flow_depth(text: str) -> int:
         depth = 0
         for ch in brackets:
             depth = depth + 1 if ch in "[{" else max(0, depth - 1)
+            if depth > MAX_DEPTH:
+                return depth  # enough to refuse; a hostile file may have millions more
             worst = max(worst, depth)
     return worst
 
@@ -195,7 +197,7 @@ def check_shape(text: str, file: str) -> None:
     depth = max(_flow_depth(text), _block_depth(text))
     if depth > MAX_DEPTH:
         raise ConfigError(
-            [ConfigIssue(file, None, "", f"nested more than {MAX_DEPTH} levels deep ({depth})")]
+            [ConfigIssue(file, None, "", f"nested more than {MAX_DEPTH} levels deep")]
         )
 
 
@@ -273,15 +275,16 @@ def load_file(path: str | Path) -> Config:
         with p.open("rb") as f:
             # Bounded: a huge file (or /dev/zero) must not be read whole into memory.
             raw = f.read(MAX_CONFIG_CHARS + 1)
-        text = raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError([ConfigIssue(str(p), None, "", f"cannot read: {exc.strerror}")]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([ConfigIssue(str(p), None, "", "not UTF-8 text")]) from None
     if len(raw) > MAX_CONFIG_CHARS:
         raise ConfigError(
             [ConfigIssue(str(p), None, "", f"file too large: over {MAX_CONFIG_CHARS >> 20} MiB")]
         )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError([ConfigIssue(str(p), None, "", "not UTF-8 text")]) from None
     if "\x00" in text:
         raise ConfigError([ConfigIssue(str(p), None, "", "binary data (NUL bytes), not YAML")])
     return load_text(text, str(p))
