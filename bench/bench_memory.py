@@ -4,10 +4,11 @@ Run: .venv/bin/python bench/bench_memory.py [--checks 50000] [--repeats 3]
          [--daemon] [--seconds 40] [--tick 0.02]
 
 `config` (always): in a fresh process per repeat, validate a Config of N `sip_options`
-checks built like bench_daemon_sip.py's (distinct names and target strings, as YAML gives),
+checks built like bench_daemon_sip.py's but each with its own target (as a real fleet),
 drop the input, and report the RSS growth per check; then, in one more process, the bytes
 per check by part of a check model (the instance, its `__dict__`, `__pydantic_fields_set__`,
 field values; an object shared by several checks is counted once, where first reached).
+`--trace`: one daemon run under tracemalloc, printing the live heap by allocation site.
 `--daemon`: the real Daemon in-process with N checks against the SipResponder in a
 subprocess (bench_daemon_sip.py's), warm states, run `--seconds` (more than one 30 s
 interval, so every check has been probed and judged), then RSS and the bytes per check of
@@ -49,13 +50,13 @@ def rss_mib() -> float:
     return 0.0
 
 
-def check_dicts(n: int, port: int = 5060) -> list[dict[str, Any]]:
-    """N sip_options checks as bench_daemon_sip.py writes them (each target its own str)."""
+def check_dicts(n: int) -> list[dict[str, Any]]:
+    """N sip_options checks as bench_daemon_sip.py writes them, but each to its own PBX."""
     return [
         {
             "name": f"bench-{i}",
             "type": "sip_options",
-            "target": f"sip:127.0.0.1:{port}",
+            "target": f"sip:pbx-{i}.example.com",  # never probed: the Config alone
             "interval": 30.0,
             "timeout": 5,
         }
@@ -163,29 +164,50 @@ def config_runs(n: int, repeats: int) -> None:
     print(f"| **total (deep, shared counted once)** | **{sum(parts.values()):.0f}** |")
 
 
+def _attrs(obj: Any, *names: str) -> list[Any]:
+    """The named attributes of `obj` that exist (the hot path's internals change)."""
+    return [getattr(obj, n) for n in names if hasattr(obj, n)]
+
+
 def daemon_parts(d: Any) -> dict[str, int]:
     """Deep bytes of each per-check structure of a running Daemon, each object once."""
     sizer = Sizer()
-    p, s, m = d.pipeline, d.scheduler, d.metrics.per_check
+    p, s, m, e = d.pipeline, d.scheduler, d.metrics.per_check, d.engine
     comps: list[tuple[str, list[Any]]] = [
         ("config: check models", list(d.config.checks)),
         ("config: checks_by_name index", [d.config.__dict__.get("checks_by_name")]),
         ("pipeline.states (CheckState)", [p.states]),
-        ("pipeline.results (latest result tuples)", [p.results._raw]),
-        ("pipeline._policies (StatePolicy)", [p._policies]),
-        ("pipeline._checks index", [p._checks]),
-        ("pipeline._persisted/_dirty", [p._persisted, p._dirty]),
-        ("scheduler._heap entries", [s._heap]),
-        ("scheduler._gen + _checks", [s._gen, s._checks]),
-        (
-            "metrics per-check columns",
-            [m.index, m.names, m.up, m.severity, m.duration, m.flapping, m.probes],
-        ),
+        ("pipeline.results (latest results)", _attrs(p.results, "_raw") or [p.results]),
+        ("pipeline._policies (StatePolicy)", _attrs(p, "_policies")),
+        ("pipeline._checks/_evaluators index", _attrs(p, "_checks")),
+        ("pipeline._persisted/_dirty", _attrs(p, "_persisted", "_dirty")),
+        ("scheduler._heap entries", _attrs(s, "_heap")),
+        ("scheduler other per-check indexes", _attrs(s, "_gen", "_checks")),
+        ("metrics per-check columns", _attrs(m, "index", "names", *PER_CHECK_COLUMNS)),
+        ("incident engine indexes", _attrs(e, "_group_of", "_groups", "_parents", "_children")),
     ]
     return {k: sizer.size(v) for k, v in comps}
 
 
-async def one_daemon(n: int, seconds: float, tick: float) -> dict[str, Any]:
+PER_CHECK_COLUMNS = ("up", "severity", "duration", "flapping", "probes")
+
+
+def trace_top(snap: Any, limit: int = 25) -> list[str]:
+    """Live bytes by allocation site: the innermost frame in the project's own code."""
+    mine = (str(ROOT / "nocd"), str(ROOT / "checks"), str(ROOT / "paging"))
+    sites: dict[str, list[int]] = {}
+    for st in snap.statistics("traceback"):
+        frames = [f for f in st.traceback if f.filename.startswith(mine)]
+        f = frames[-1] if frames else st.traceback[-1]
+        key = f"{os.path.relpath(f.filename, ROOT)}:{f.lineno}"
+        acc = sites.setdefault(key, [0, 0])
+        acc[0] += st.size
+        acc[1] += st.count
+    top = sorted(sites.items(), key=lambda kv: -kv[1][0])[:limit]
+    return [f"{size / 1048576:7.2f} MiB {count:8d} blocks  {key}" for key, (size, count) in top]
+
+
+async def one_daemon(n: int, seconds: float, tick: float, trace: bool = False) -> dict[str, Any]:
     """Run the Daemon with n checks for `seconds`; RSS and per-structure bytes."""
     import bench_daemon_sip as bds
 
@@ -199,6 +221,10 @@ async def one_daemon(n: int, seconds: float, tick: float) -> dict[str, Any]:
     try:
         state = tmp / "nocd.db"
         await bds.seed_states(state, n)
+        if trace:
+            import tracemalloc
+
+            tracemalloc.start(12)
         cfg = bds.build_config(n, port, 30.0, state)
         gc.collect()
         rss_cfg = rss_mib()
@@ -211,6 +237,11 @@ async def one_daemon(n: int, seconds: float, tick: float) -> dict[str, Any]:
         rss_run = rss_mib()
         probes = d.scheduler.probes_started
         parts = daemon_parts(d)
+        if trace:
+            gc.collect()
+            top = trace_top(tracemalloc.take_snapshot())
+            print("live Python heap by allocation site (tracemalloc):", file=sys.stderr)
+            print("\n".join(top), file=sys.stderr)
         await d.stop()
     finally:
         proc.kill()
@@ -274,12 +305,18 @@ def main() -> None:
     ap.add_argument("--daemon", action="store_true")
     ap.add_argument("--seconds", type=float, default=40.0)
     ap.add_argument("--tick", type=float, default=0.02)
+    ap.add_argument(
+        "--trace", action="store_true", help="one traced daemon run: top allocation sites"
+    )
     ap.add_argument("--one", choices=["config", "daemon"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one == "config":
         r = one_config(args.checks)
         r.pop("_cfg")
         print(json.dumps(r))
+        return
+    if args.trace:
+        asyncio.run(one_daemon(args.checks, args.seconds, args.tick, trace=True))
         return
     if args.one == "daemon":
         print(json.dumps(asyncio.run(one_daemon(args.checks, args.seconds, args.tick))))

@@ -8,8 +8,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    field_validator,
+    model_validator,
+)
 
+from nocd.compact import compact
 from nocd.duration import Duration
 from nocd.model import FailureClass, Observation, Severity, Verdict
 
@@ -46,6 +54,13 @@ class CheckConfig(BaseModel):
         if not _NAME.match(v):
             raise ValueError("names are 1-128 characters of letters, digits, '_', '.', ':' or '-'")
         return v
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _compact(cls, data: Any, handler: ModelWrapValidatorHandler[CheckConfig]) -> CheckConfig:
+        # Inside a Config's validation: share equal values with the checks before this one
+        # and free this one's bulky dict now (nocd/compact.py, memory at 50,000 checks).
+        return compact(handler(data))
 
     @model_validator(mode="after")
     def _timing_ok(self) -> CheckConfig:

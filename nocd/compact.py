@@ -20,7 +20,9 @@ fields set before changing them, so a copy never writes into a shared one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -29,6 +31,28 @@ M = TypeVar("M", bound=BaseModel)
 
 _SCALARS = (str, int, bytes)
 _templates: dict[type[BaseModel], dict[str, Any]] = {}
+_current: ContextVar[Interner | None] = ContextVar("nocd_compact_pool", default=None)
+
+
+@contextmanager
+def pooling() -> Iterator[None]:
+    """Within this block, `compact` shares values through one new pool (one Config)."""
+    token = _current.set(Interner())
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def compact(m: M) -> M:
+    """Compact `m` through the current pool, if any (else leave it as pydantic made it).
+
+    Called by each check as soon as it is validated: its bulky dict and fields set are
+    freed at once and their memory reused for the next check, instead of 50,000 of them
+    piling up first (~75 MiB of heap that a later pass would free but never give back).
+    """
+    pool = _current.get()
+    return m if pool is None else pool.model(m)
 
 
 def prepare(classes: Iterable[type[BaseModel]]) -> None:
