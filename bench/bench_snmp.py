@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import logging
 import os
 import platform
 import pstats
@@ -32,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -418,6 +421,8 @@ def main() -> None:
     parser.add_argument("--paced-rounds", type=int, default=3)
     parser.add_argument("--paced-modes", default="idle,probe,daemon,probe-v3")
     args = parser.parse_args()
+    # The store's info lines ("store migrated") would interleave with the tables.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     os.environ |= {
         "BENCH_COMMUNITY": agent.COMMUNITY,
         "BENCH_AUTH": agent.AUTH_KEY,
