@@ -193,7 +193,7 @@ async def test_twilio_down_for_ten_minutes_pages_once_on_schedule(start: Start, 
     assert str(w.fake.messages[w.sms_to(ALICE)[0]].params["Body"])
 
     # Long after: nothing more was sent (no late duplicate of any retried page).
-    await w.run(20 * 60, step=10)
+    await w.run(20 * 60, step=30)
     await asyncio.sleep(1.2)
     assert len(w.calls_to(ALICE)) == 1 and len(w.calls_to(BOB)) == 1
     assert len(w.sms_to(ALICE)) == 1 and not w.sms_to(BOB)
@@ -307,7 +307,7 @@ async def test_ticket_sinks_down_for_ten_minutes_create_once(start: Start, fault
             MAX_BACKOFF + 10, until=lambda: bool(mail.messages and hook.accepted and jira.issues)
         )
         assert mail.messages and hook.accepted and jira.issues, waited
-        await w.run(20 * 60, step=10)  # long after: no late duplicate
+        await w.run(20 * 60, step=30)  # long after: no late duplicate
         await asyncio.sleep(1.2)
 
         assert len(jira.issues) == 1, list(jira.issues)
