@@ -211,6 +211,13 @@ def _observe(
         if absent:
             missing.append(oid)
         by_oid[oid] = number if number is not None else text
+    # An agent answers the OIDs asked (RFC 3416 §4.2.1); a reply about others (a confused
+    # agent, or a forged datagram that guessed the request-id) proves nothing about ours.
+    unanswered = [o for o in oids if o not in by_oid]
+    if unanswered:
+        detail = f"reply lacks the OIDs asked: {', '.join(unanswered[:5])}"
+        lines.append(detail)
+        return Observation.failed(FailureClass.PROTOCOL, detail, elapsed)
     numbers: dict[str, float | int] = {}
     texts: dict[str, str] = {}
     for cond in cfg.oids:
