@@ -217,3 +217,40 @@ async def test_nonsense_error_fields_fail_cleanly(
     obs, _ = await probe(port, monkeypatch)
     assert not obs.ok
     assert obs.failure in (FailureClass.BAD_STATUS, FailureClass.PROTOCOL), obs
+
+
+V3_BROKEN = ["garbage", "empty datagram", "64 KB of garbage", "the request echoed"]
+
+
+@pytest.mark.parametrize("case", V3_BROKEN)
+async def test_v3_broken_replies_are_a_clean_failure(
+    agent: tuple[Agent, int], monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """v3 goes through pysnmp's engine (discovery first): garbage must end the same way."""
+    proto, port = agent
+    proto.mutate = BROKEN[case]
+    monkeypatch.setenv("HOSTILE_AUTH", "hostile-auth-0123")
+    monkeypatch.setenv("HOSTILE_PRIV", "hostile-priv-4567")
+    cfg = snmp.Config.model_validate(
+        {
+            "name": "ups-v3",
+            "type": "snmp",
+            "target": f"127.0.0.1:{port}",
+            "version": "3",
+            "v3": {
+                "user": "nocd",
+                "auth_key": "${HOSTILE_AUTH}",
+                "priv_key": "${HOSTILE_PRIV}",
+            },
+            "oids": [{"oid": SYS_DESCR, "name": "descr"}],
+            "timeout": 1.0,
+            "interval": 10,
+        }
+    )
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    obs = await snmp.probe(cfg, start + 1.0)
+    assert not obs.ok, obs.detail
+    assert obs.failure in (FailureClass.TIMEOUT, FailureClass.PROTOCOL, FailureClass.AUTH), obs
+    assert loop.time() - start < 1.5
+    assert proto.requests >= 1
