@@ -167,7 +167,7 @@ async def test_twilio_down_for_ten_minutes_pages_once_on_schedule(start: Start, 
         # at most two requests per instant, and retries spaced by the backoff.
         assert all(times.count(t) <= (2 if mode == "reset" else 1) for t in times), times
         gaps = [b - a for a, b in pairwise(sorted(set(times)))]
-        assert 1 <= len(times) <= 25, (n, times)
+        assert 1 <= len(set(times)) <= 25, (n, times)
         if mode == "429":
             assert all(g >= 120.0 for g in gaps), (n, gaps)  # Retry-After honoured
         elif mode != "reset_after_create":
