@@ -126,6 +126,58 @@ class PerCheck(Collector):
         yield counter
 
 
+class FailureCounts(Collector):
+    """Failed probes per check and failure class, created on first failure, exported at scrape.
+
+    Not a prometheus_client Counter: a child per (check, failure) is ~0.7 KiB plus a lock and
+    three GC-tracked objects, so an outage of 50,000 checks built 150,000 tracked objects
+    while it lasted, and the full collections walking them stalled the loop 0.1–0.6 s
+    (bench_daemon_sip.py), making probes late exactly when checks were failing. Nested
+    dicts of strings and floats are not tracked by the GC.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.counts: dict[str, dict[str, float]] = {}  # failure class → check → count
+        registry.register(self)
+
+    def inc(self, check: str, failure: str) -> None:
+        """Count one failed probe."""
+        by_check = self.counts.get(failure)
+        if by_check is None:
+            by_check = self.counts[failure] = {}
+        by_check[check] = by_check.get(check, 0.0) + 1.0
+
+    def value(self, check: str, failure: str) -> float:
+        """The count of (check, failure), 0 when none."""
+        return self.counts.get(failure, {}).get(check, 0.0)
+
+    def keep(self, checks: set[str]) -> None:
+        """Forget the series of checks no longer configured."""
+        for by_check in self.counts.values():
+            for name in [n for n in by_check if n not in checks]:
+                del by_check[name]
+
+    def describe(self) -> Iterator[Metric]:
+        """The family name, so the registry refuses a duplicate."""
+        yield CounterMetricFamily(
+            "nocd_check_failures",
+            "Failed probes per check and failure class.",
+            labels=["check", "failure"],
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        """One sample per (check, failure) seen."""
+        fam = CounterMetricFamily(
+            "nocd_check_failures",
+            "Failed probes per check and failure class.",
+            labels=["check", "failure"],
+        )
+        for failure, by_check in list(self.counts.items()):
+            for check, value in list(by_check.items()):
+                fam.add_metric([check, failure], value)
+        yield fam
+
+
 class Metrics:
     """The daemon's metrics."""
 
@@ -136,12 +188,7 @@ class Metrics:
         self.per_check = PerCheck(r)
         # Failures are created on first use: checks × failure classes would be 20 series per
         # check, too many at 50,000 checks; `nocd_check_probes_total` is pre-created at zero.
-        self.check_failures = Counter(
-            "nocd_check_failures_total",
-            "Failed probes per check and failure class.",
-            ["check", "failure"],
-            registry=r,
-        )
+        self.check_failures = FailureCounts(r)
         self.transitions = Counter(
             "nocd_state_transitions_total", "Hard state transitions.", ["kind"], registry=r
         )
@@ -207,6 +254,7 @@ class Metrics:
     def set_checks(self, names: Iterable[str]) -> None:
         """Pre-create per-check series at zero and drop those of removed checks."""
         self.per_check.set_checks(names)
+        self.check_failures.keep(set(self.per_check.names))
         self.checks_configured.set(len(self.per_check.names))
 
     def observe(
@@ -230,7 +278,7 @@ class Metrics:
             pc.severity[i] = float(state.hard.rank)
             pc.flapping[i] = 1.0 if state.flapping else 0.0
         if not obs.ok:
-            self.check_failures.labels(check, obs.failure.value).inc()
+            self.check_failures.inc(check, obs.failure.value)
         values = obs.values
         if site is not None and "expected" in values and "registered" in values:
             self.phones_registered.labels(site).set(float(values["registered"]))
