@@ -127,11 +127,19 @@ def default_severity(failure: FailureClass) -> Severity:
 
 def peer_software(msg: SipMessage) -> dict[str, str]:
     """Server / User-Agent of a reply, for evidence (what PBX and version answered)."""
+    # One pass over the headers (once per probe): the first of each, if not empty.
+    server = agent = None
+    for name, value in msg.headers:
+        if name == "server":
+            if server is None:
+                server = value
+        elif name == "user-agent" and agent is None:
+            agent = value
     out = {}
-    for name in ("server", "user-agent"):
-        value = msg.header(name)
-        if value:
-            out[name.replace("-", "_")] = value[:200]
+    if server:
+        out["server"] = server[:200]
+    if agent:
+        out["user_agent"] = agent[:200]
     return out
 
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Literal
 
 from pydantic import Field
@@ -144,9 +145,10 @@ def _observation(
         **peer_software(msg),
     }
     detail = f"{status} {msg.reason}"
+    # What Observation.success/failed build, without their keyword packing and dict copy.
     if 200 <= status < 300 or cfg.accept_any_response or status in cfg.ok_status:
-        return Observation.success(detail, rtt, **values)
-    return Observation.failed(status_failure(status), detail, rtt, **values)
+        return Observation(True, FailureClass.NONE, detail, rtt, MappingProxyType(values))
+    return Observation(False, status_failure(status), detail, rtt, MappingProxyType(values))
 
 
 def _failure(exc: BaseException, dest: Destination | None, started: float) -> Observation:

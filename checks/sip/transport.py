@@ -120,7 +120,7 @@ class UdpEndpoint:
 
     def __init__(self, family: int) -> None:
         self.family = family
-        self._loop = asyncio.get_running_loop()
+        self._loop = self.loop = asyncio.get_running_loop()
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setblocking(False)
         try:
@@ -139,6 +139,8 @@ class UdpEndpoint:
         self._pending: dict[str, _Transaction] = {}
         self._buckets: dict[float, _Bucket] = {}
         self.stray = 0  # responses matching no transaction (late, duplicate or forged)
+        self.wakeups = 0  # readiness callbacks (each is an epoll wake-up: the costly part)
+        self.received = 0  # datagrams read
         self._loop.add_reader(sock.fileno(), self._readable)
 
     @property
@@ -288,6 +290,8 @@ class UdpEndpoint:
                 continue
             got += 1
             self._deliver(data)
+        self.wakeups += 1
+        self.received += got
         if got == 0:
             # Woken by EPOLLERR with the socket error already consumed: drain the queue.
             self._drain_errors()
@@ -371,11 +375,21 @@ def _udp6() -> UdpEndpoint:
     return UdpEndpoint(socket.AF_INET6)
 
 
+_LAST: dict[int, UdpEndpoint] = {}  # the last endpoint per family: one loop runs them all
+
+
 def udp_endpoint(family: int) -> UdpEndpoint:
     """The loop's shared UDP endpoint for `family`, closed by checks.resources.close_all()."""
+    ep = _LAST.get(family)
+    # Once per probe: skip the per-loop registry (a WeakKeyDictionary) in the usual case.
+    if ep is not None and ep.loop is asyncio.get_running_loop() and ep.sock.fileno() >= 0:
+        return ep
     if family == socket.AF_INET6:
-        return shared("sip.udp6", _udp6, _close_endpoint)
-    return shared("sip.udp4", _udp4, _close_endpoint)
+        ep = shared("sip.udp6", _udp6, _close_endpoint)
+    else:
+        ep = shared("sip.udp4", _udp4, _close_endpoint)
+    _LAST[family] = ep
+    return ep
 
 
 @lru_cache(maxsize=4096)
