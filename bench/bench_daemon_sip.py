@@ -11,7 +11,8 @@ its name's hash); later intervals are steady state. `--warm` seeds the store wit
 states with a full flap history first, as after a restart of a daemon that ran for a while
 (a fresh check's state still changes on each of its first 20 probes, as the history fills).
 `--bare` adds the floor: a minimal asyncio OPTIONS loop at the same rate in the same process
-kind, measured right after, so ratios compare like with like on a noisy VM.
+kind, measured right before and right after, so ratios compare like with like on a noisy VM
+(the ratio line: median daemon interval / mean of the two floors).
 Traffic goes only to 127.0.0.1; every run is bounded by intervals x interval + 15 s.
 """
 
@@ -49,6 +50,21 @@ def cpu_s() -> float:
     """User + system CPU seconds of this process (all threads)."""
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def udp_drops(port: int) -> int:
+    """Datagrams the kernel dropped on the UDP sockets bound to `port` (full receive buffer)."""
+    total = 0
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if int(cols[1].rsplit(":", 1)[1], 16) == port:
+                total += int(cols[-1])
+    return total
 
 
 def pct(values: list[float], q: float) -> float:
@@ -147,8 +163,13 @@ async def run_daemon(
         orig_late = sched._observe_lateness
         orig_result = sched._on_result
 
+        stalls: dict[int, float] = {}  # second of the run → worst lateness in it (> 50 ms)
+
         def on_late(x: float) -> None:
             late.append(x)
+            if x > 0.05:
+                sec = int(loop.time() - t0)
+                stalls[sec] = max(stalls.get(sec, 0.0), x)
             orig_late(x)
 
         def on_result(cfg: Any, obs: Any, lateness: float) -> float | None:
@@ -175,10 +196,16 @@ async def run_daemon(
             gc.freeze()
         sched._observe_lateness = on_late
         sched._on_result = on_result
+        import socket
+
+        from checks.sip.transport import udp_endpoint
+
+        our_port = udp_endpoint(socket.AF_INET).port
         prof = None
         try:
             for k in range(intervals):
                 late.clear()
+                stalls.clear()
                 rtts.clear()
                 gc_pauses.clear()
                 counts.update(done=0, failed=0)
@@ -186,6 +213,9 @@ async def run_daemon(
                     prof = cProfile.Profile()
                     prof.enable()
                 c0, w0 = cpu_s(), loop.time()
+                drops0 = (udp_drops(our_port), udp_drops(port))
+                ep = udp_endpoint(socket.AF_INET)
+                wake0, recv0 = ep.wakeups, ep.received
                 # Intervals are measured from start, so every check runs once per window.
                 end = t0 + startup["start_s"] + (k + 1) * interval
                 while loop.time() < end:  # noqa: ASYNC110 - bounded by `end`
@@ -211,9 +241,18 @@ async def run_daemon(
                         "rss_growth_mib": rss_mib() - rss0,
                         "gc2_count": len(gc_pauses),
                         "gc2_max_ms": max(gc_pauses, default=0.0) * 1000,
+                        # Where datagrams were lost: our socket's buffer, the peer's.
+                        "drops_ours": udp_drops(our_port) - drops0[0],
+                        "drops_peer": udp_drops(port) - drops0[1],
+                        # When probes started > 50 ms late: {second of the run: worst, ms}.
+                        "reader_wakeups_per_s": (ep.wakeups - wake0) / wall,
+                        "datagrams_per_wakeup": (ep.received - recv0) / max(1, ep.wakeups - wake0),
+                        "load1": os.getloadavg()[0],  # the VM's other work meanwhile
+                        "late_seconds": {k: round(v * 1000) for k, v in sorted(stalls.items())},
                         **startup,
                     }
                 )
+                print("interval:", json.dumps(rows[-1]), file=sys.stderr, flush=True)
             if os.environ.get("BENCH_GC_TYPES"):  # what full collections still walk
                 import collections
 
@@ -260,18 +299,23 @@ def main() -> None:
     )
     print(
         "| mode | targets | interval # | probes | lost | CPU µs/probe | % of a core |"
-        " RTT p50/p99 ms | lateness p99 ms | RSS MiB | full GCs (max ms) |"
+        " RTT p50/p99 ms | lateness p99 ms | RSS MiB | full GCs (max ms) | drops ours/peer |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|")
     out: list[dict[str, Any]] = []
     try:
         for n in [int(x) for x in args.targets.split(",")]:
             for _ in range(args.repeats):
-                rows = asyncio.run(
+                rows = []
+                if args.bare:  # the floor before and after: the VM's load drifts
+                    rows.append(asyncio.run(run_bare(n, port, args.interval)))
+                    rows[-1]["mode"] = "bare (before)"
+                rows += asyncio.run(
                     run_daemon(n, port, args.interval, args.intervals, args.warm, args.profile)
                 )
                 if args.bare:
                     rows.append(asyncio.run(run_bare(n, port, args.interval)))
+                    rows[-1]["mode"] = "bare (after)"
                 for r in rows:
                     out.append(r)
                     print(
@@ -279,12 +323,18 @@ def main() -> None:
                         f" {r['lost']} | {r['cpu_us_per_probe']:.0f} | {r['core_pct']:.1f} |"
                         f" {r['rtt_p50_ms']:.2f} / {r['rtt_p99_ms']:.2f} |"
                         f" {r['late_p99_ms']:.1f} | {r['rss_mib']:.0f} |"
-                        f" {r.get('gc2_count', '-')} ({r.get('gc2_max_ms', 0):.0f}) |",
+                        f" {r.get('gc2_count', '-')} ({r.get('gc2_max_ms', 0):.0f}) |"
+                        f" {r.get('drops_ours', '-')} / {r.get('drops_peer', '-')} |",
                         flush=True,
                     )
                     if args.json:
                         with open(args.json, "a") as f:
                             f.write(json.dumps(r) + "\n")
+                if args.bare:
+                    daemon = [r["core_pct"] for r in rows if r["mode"].startswith("daemon")]
+                    floor = [r["core_pct"] for r in rows if r["mode"].startswith("bare")]
+                    ratio = statistics.median(daemon) / statistics.mean(floor)
+                    print(f"| ratio | {n} | median daemon / mean floor: {ratio:.2f} |", flush=True)
         if args.repeats > 1:
             print("\nmedians over repeats (steady = last interval):")
             for n in [int(x) for x in args.targets.split(",")]:

@@ -16,6 +16,7 @@ import asyncio
 import os
 import platform
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -251,6 +252,11 @@ def serve(port_file: str, cpu_file: str) -> None:
     async def main() -> None:
         r = SipResponder(tcp_port=None)
         await r.start()
+        # As large a receive buffer as the prober's (4 MiB): a 1 s stall of this process on
+        # the busy VM must not drop requests that the peer would answer a moment later.
+        sock = r._udp.get_extra_info("socket") if r._udp is not None else None
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         Path(port_file).write_text(str(r.udp_port))  # noqa: ASYNC240 - tiny, once
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
         Path(cpu_file).write_text(f"{_cpu()} {r.received}")  # noqa: ASYNC240
