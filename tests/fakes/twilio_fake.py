@@ -79,6 +79,7 @@ class FakeTwilio:
         self.mode = "ok"  # ok | 429 | 500 | 503 | timeout | reset | reset_after_create
         self.retry_after: str | None = None  # Retry-After sent with 429 and 503 replies
         self.mode_count: int | None = None  # None: until changed; N: the next N requests
+        self.mode_kind: str | None = None  # "call" / "message": the mode hits only that API
         # "call:+1555…" / "message:+1555…" → (Twilio error code, message): a 400 on create
         self.reject: dict[str, tuple[int, str]] = {}
         self._hang = asyncio.Event()
@@ -155,7 +156,10 @@ class FakeTwilio:
         if not ok or request.match_info["account"] != self.account_sid:
             return self._error(401, 20003, "Authenticate"), "ok"
         mode = self.mode
-        if self.mode_count is not None:
+        kind = "call" if "/Calls" in request.path else "message"
+        if self.mode_kind is not None and kind != self.mode_kind:
+            mode = "ok"  # a partial outage: the other API works
+        elif self.mode_count is not None:
             if self.mode_count <= 0:
                 mode = "ok"
             else:

@@ -209,6 +209,23 @@ async def test_twilio_down_for_ten_minutes_pages_once_on_schedule(start: Start, 
     )
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="not built: the channel fallback engages on a permanent failure or a failed call, "
+    "not while calls cannot be placed at all (retryable errors); see RESULTS.md",
+)
+async def test_voice_api_down_sms_up_falls_back_to_sms_within_the_step(start: Start) -> None:
+    """A partial outage (Twilio's voice API failing, SMS working) should still reach the
+    on-call person on the other configured channel before the step's wait is over."""
+    w = await start(SAT_2AM)
+    w.fake.mode_kind = "call"
+    w.fake.set_mode("500")
+    await wait_for(lambda: bool(w.requests_for(ALICE)))
+    await w.run(STEP_WAIT - 2.0, until=lambda: bool(w.sms_to(ALICE)))
+    assert not w.fake.calls  # the voice API is down all along
+    assert w.sms_to(ALICE), "alice was not reached on any channel during step 1"
+
+
 async def _until(pred: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
     """Poll an async predicate (bounded, real time) until it holds."""
     loop = asyncio.get_running_loop()
