@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -305,9 +306,15 @@ class Daemon:
         )
         self.pager.on_wake = self.outbox.wake
         self.pager.on_due = self._paging_due.set
-        self.memory = MemoryPager(self.pager, self.engine.unrecorded, self.clock, self.registry)
+        self.memory = MemoryPager(
+            self.pager, self.engine.unrecorded, self.engine.failing, self.clock, self.registry
+        )
         self.pager.memory = self.memory
         self.engine.paged_from_memory = self.memory.paged
+        # Last batch handler: steps made due by this flush fire in its own transaction.
+        assert self.pipeline is not None
+        self.pipeline.handlers.append(self._fire_in_flush)
+        self.pager.fire_in_flush_enabled = True
         self.engine.subscribe(self.pager, pages=True)
         self.outbox.register("notify", self.pager.deliver_notify)
         self.outbox.register("digest", self.pager.deliver_digest)
@@ -363,6 +370,10 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(period):
                     await self._paging_due.wait()
+
+    async def _fire_in_flush(self, conn: object, _changes: object, now: float) -> None:
+        assert self.pager is not None and isinstance(conn, aiosqlite.Connection)
+        await self.pager.fire_in_flush(conn, now)
 
     def _store_writable_changed(self, writable: bool, reason: str | None) -> None:
         """The store stopped or started accepting writes: say so, and page at once."""

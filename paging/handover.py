@@ -98,4 +98,8 @@ async def adopt(conn: aiosqlite.Connection, store: Store, mem: MemOutage, inc: I
     def undo() -> None:
         mem.adopted = False
 
+    def done() -> None:
+        mem.recorded = True
+
     store.on_rollback(undo)
+    store.on_commit(done)

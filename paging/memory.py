@@ -85,7 +85,8 @@ class MemOutage:
     state: str = "active"  # active | exhausted | acked | recovered | stopped
     acked: tuple[str, str, float] | None = None
     pages: list[MemPage] = field(default_factory=list)
-    adopted: bool = False
+    adopted: bool = False  # written into the store by a transaction (maybe not committed yet)
+    recorded: bool = False  # that transaction committed
 
     def incident(self) -> Incident:
         """A stand-in incident (id 0) so the page texts read as the stored path's do."""
@@ -103,11 +104,13 @@ class MemoryPager:
         self,
         pager: Pager,
         outages: Callable[[float], list[Unrecorded]],
+        failing: Callable[[str], bool],
         clock: Clock,
         registry: CollectorRegistry,
     ) -> None:
         self._pager = pager
         self._outages = outages
+        self._failing = failing  # whether a group still has a failing check (memory only)
         self._clock = clock
         self.outages: dict[str, MemOutage] = {}  # group → escalation
         self._declined: dict[str, str] = {}  # group → why it does not page (logged once)
@@ -139,7 +142,7 @@ class MemoryPager:
             self._settle(now)
         self._fire(now)
         sent = await self._send(now)
-        live = any(not o.adopted for o in self.outages.values())
+        live = any(not o.recorded for o in self.outages.values())
         self.active.set(1 if (not writable or live) else 0)
         return sent
 
@@ -148,6 +151,7 @@ class MemoryPager:
         for g, u in current.items():
             o = self.outages.get(g)
             if o is not None:
+                o.title, o.severity = u.title, u.severity  # later steps say what fails now
                 if o.state == "recovered":  # failing again before it could be recorded
                     o.state = "active"
                 continue
@@ -173,7 +177,9 @@ class MemoryPager:
                 store_error=self.store_error,
             )
         for g, o in self.outages.items():
-            if not o.adopted and g not in current and o.state == "active":
+            # Not "not in current": a flush in flight may have put the group in the engine's
+            # open set before its commit (current leaves those out), yet it still fails.
+            if not o.adopted and o.state == "active" and not self._failing(g):
                 o.state = "recovered"
                 log.warning("outage paged from memory recovered before it was recorded", group=g)
         for g in [g for g in self._declined if g not in current]:
@@ -182,10 +188,11 @@ class MemoryPager:
     def _settle(self, now: float) -> None:
         """Store writable again: forget what was handed over or ended unrecorded."""
         self._declined.clear()
-        current = {u.group for u in self._outages(now)}
         for g, o in list(self.outages.items()):
-            if o.adopted or g not in current:
-                if not o.adopted:
+            # Only once the handover committed, or the outage ended unrecorded: a transaction
+            # in flight may still roll back, and its retry needs the memory escalation.
+            if o.recorded or (not o.adopted and not self._failing(g)):
+                if not o.recorded:
                     log.warning(
                         "outage paged from memory ended before its incident was written",
                         group=g,

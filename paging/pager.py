@@ -9,6 +9,8 @@ Contract for the lead:
     pager.configure(paging_cfg, calendars, public_url, ical, notifier=None)   # on SIGHUP
     pager.on_wake = worker.wake                      # optional: deliver without polling lag
     pager.on_due = event.set                         # optional: a step is due now, run run_due
+    pipeline.handlers.append(pager.fire_in_flush)    # optional, last: fire in the flush itself
+    pager.fire_in_flush_enabled = True
 Webhooks (paging.webhooks) use `page`, `on_status`, `person_by_number`, `seen`/`remember`.
 """
 
@@ -71,6 +73,9 @@ class Pager:
         # Called when a step became due now (escalation started, a call went unanswered), so
         # the caller's loop runs run_due at once instead of at its next poll.
         self.on_due: Callable[[], None] | None = None
+        # True when the daemon runs `fire_in_flush` as the pipeline's last batch handler.
+        self.fire_in_flush_enabled = False
+        self._due_in_flush = False
         # Pages sent from memory while the store refused writes (set by the daemon).
         self.memory: MemoryPager | None = None
         self.configure(paging, calendars, public_url, ical)
@@ -140,7 +145,7 @@ class Pager:
             # takes over where that one stands, so no step is sent twice.
             await adopt(conn, self._store, mem, inc)
             log.warning("escalation handed over from memory", incident=inc.code, step=mem.step)
-            self._due_now()
+            self._due_now(in_flush=True)
             return
         if not self.paging.enabled:
             await add_event(conn, inc.id, event.at, "routing", "paging is disabled: no page")
@@ -176,7 +181,7 @@ class Pager:
                 await add_event(conn, inc.id, event.at, "page", text, {"error": True})
                 log.error("cannot page: no escalation policy", incident=inc.code, route=d.route)
             elif await escalation.start(conn, inc.id, d.policy, event.at):
-                self._due_now()
+                self._due_now(in_flush=True)
                 await add_event(
                     conn,
                     inc.id,
@@ -188,10 +193,37 @@ class Pager:
         if d.digest and d.digest_at is not None:
             await digest.hold(conn, inc.id, d.route, d.digest_at, d.digest_to, event.at)
 
-    def _due_now(self) -> None:
+    def _due_now(self, in_flush: bool = False) -> None:
+        if in_flush and self.fire_in_flush_enabled:
+            self._due_in_flush = True  # fired by fire_in_flush at the end of this transaction
+            return
         # Set inside the caller's transaction: the woken loop's own transaction waits for it.
         if self.on_due is not None:
             self.on_due()
+
+    async def fire_in_flush(self, conn: aiosqlite.Connection, now: float) -> int:
+        """Pipeline batch handler (last): fire the steps this flush made due, in its transaction.
+
+        Saves the paging loop's own transaction and wake-up between the decision and the
+        page row; every incident of the batch is fired together, so a storm still bundles.
+        A failure here is rolled back to a savepoint and left to the paging loop.
+        """
+        if not self._due_in_flush:
+            return 0
+        self._due_in_flush = False
+        await conn.execute("SAVEPOINT fire_in_flush")
+        try:
+            await escalation.fire_due(conn, self.paging, now, self.ical)
+            pages = await escalation.flush_queue(conn, self.paging, now)
+        except Exception as exc:  # noqa: BLE001 - the incident must still commit; the loop retries
+            await conn.execute("ROLLBACK TO fire_in_flush")
+            log.error("firing due steps in the flush failed; the paging loop will", error=repr(exc))
+            pages = 0
+            if self.on_due is not None:
+                self.on_due()
+        finally:
+            await conn.execute("RELEASE fire_in_flush")
+        return pages
 
     # ---- the loop's tick -----------------------------------------------------------------
 

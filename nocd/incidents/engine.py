@@ -401,6 +401,14 @@ class IncidentEngine:
             suppressed = "flapping"
         return suppressed
 
+    def failing(self, group: str) -> bool:
+        """Whether any check of `group` is hard-failing (in memory)."""
+        states = self._pipeline.states
+        return any(
+            (st := states.get(c.name)) is not None and st.hard is not Severity.OK
+            for c in self._groups.get(group, ())
+        )
+
     def unrecorded(self, now: float) -> list[Unrecorded]:
         """Outages in memory with no open incident: what the next flush would open.
 

@@ -81,6 +81,7 @@ class Store:
         self.refused = 0  # transactions refused because the store could not write
         self._listeners: list[Callable[[bool, str | None], None]] = []
         self._undo: list[Callable[[], None]] = []
+        self._done: list[Callable[[], None]] = []
 
     def on_writable_change(self, fn: Callable[[bool, str | None], None]) -> None:
         """Call `fn(writable, reason)` whenever the store stops or starts accepting writes."""
@@ -89,6 +90,10 @@ class Store:
     def on_rollback(self, fn: Callable[[], None]) -> None:
         """Inside a transaction: call `fn` if it rolls back (undo in-memory changes)."""
         self._undo.append(fn)
+
+    def on_commit(self, fn: Callable[[], None]) -> None:
+        """Inside a transaction: call `fn` once it has committed."""
+        self._done.append(fn)
 
     def _set_writable(self, writable: bool, reason: str | None) -> None:
         if writable == self.writable:
@@ -102,7 +107,7 @@ class Store:
             fn(writable, reason)
 
     def _rolled_back(self, exc: BaseException) -> None:
-        undo, self._undo = self._undo, []
+        undo, self._undo, self._done = self._undo, [], []
         for fn in reversed(undo):
             fn()
         reason = unwritable_reason(exc)
@@ -169,7 +174,7 @@ class Store:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction (BEGIN IMMEDIATE … COMMIT), serialized among writers."""
         async with self._write_lock:
-            self._undo = []
+            self._undo, self._done = [], []
             try:
                 await self._db.execute("BEGIN IMMEDIATE")  # read-only: refused here
             except Exception as exc:
@@ -193,7 +198,9 @@ class Store:
                     pass
                 self._rolled_back(exc)
                 raise StoreError(f"commit failed: {exc}") from exc
-            self._undo = []
+            done, self._undo, self._done = self._done, [], []
+            for fn in done:
+                fn()
             self._set_writable(True, None)
 
     @property

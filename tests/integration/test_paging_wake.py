@@ -1,8 +1,10 @@
 """A step recorded due now is fired and delivered at once, not at the paging loop's next poll.
 
-The daemon's paging and outbox polls are set to an hour, so only the wake-ups (escalation
-started → paging loop; page enqueued → outbox worker) can make the page go out while the
-test runs; the control test takes the wake-up away and sees no page. Time is a FakeClock.
+The daemon's paging and outbox polls are set to an hour, so only the immediate paths can
+make the page go out while the test runs: the step fired in the flush that opened the
+incident (or, without that, the paging loop woken by the escalation's start) and the
+outbox worker woken by the enqueue. The control test takes both away and sees no page.
+Time is a FakeClock.
 """
 
 from __future__ import annotations
@@ -83,21 +85,30 @@ async def wait_for(pred: object, limit: float = 10.0) -> bool:
     return False
 
 
-async def test_escalation_start_wakes_the_paging_loop_and_the_outbox(daemon: Daemon) -> None:
+async def test_the_first_step_fires_in_the_flush_and_the_outbox_is_woken(daemon: Daemon) -> None:
     assert await wait_for(lambda: sent(daemon)), "the page should go out without any poll"
-    # Two passes of the paging loop: the one at start-up and the one the escalation start
-    # asked for (the hour-long poll never came round).
-    assert daemon.paging_passes == 2
-    assert sent(daemon) == [sent(daemon)[0]] and sent(daemon)[0].startswith("page.")
+    # Only the paging loop's start-up pass ran: the step fired in the incident's own flush.
+    assert daemon.paging_passes == 1
+    assert len(sent(daemon)) == 1 and sent(daemon)[0].startswith("page.")
     assert daemon.store is not None
     async with daemon.store.reader.execute("SELECT step, state FROM paging_escalations") as cur:
         assert [tuple(r) for r in await cur.fetchall()] == [(1, "active")]
 
 
-async def test_without_the_wake_up_the_page_waits_for_the_poll(daemon: Daemon) -> None:
-    # Control: the same daemon with the paging loop's wake-up removed pages nobody while
-    # the (hour-long) poll has not come round, so the test above measures the wake-up.
+async def test_escalation_start_wakes_the_paging_loop(daemon: Daemon) -> None:
     assert daemon.pager is not None
+    daemon.pager.fire_in_flush_enabled = False
+    assert await wait_for(lambda: sent(daemon)), "the page should go out without any poll"
+    # Two passes: the one at start-up and the one the escalation start asked for.
+    assert daemon.paging_passes == 2
+    assert len(sent(daemon)) == 1
+
+
+async def test_without_either_the_page_waits_for_the_poll(daemon: Daemon) -> None:
+    # Control: with both immediate paths removed nobody is paged while the (hour-long) poll
+    # has not come round, so the tests above measure those paths.
+    assert daemon.pager is not None
+    daemon.pager.fire_in_flush_enabled = False
     daemon.pager.on_due = None
     assert await wait_for(lambda: daemon.engine is not None and daemon.engine._open)
     assert not await wait_for(lambda: sent(daemon), limit=1.5)

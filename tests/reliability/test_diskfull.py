@@ -147,6 +147,12 @@ class World:
                     return float(s.value)
         raise AssertionError(f"{name} missing")
 
+    async def committed(self) -> None:
+        """Wait for the transaction in flight (reads share its connection and see it early)."""
+        assert self.daemon.store is not None
+        async with self.daemon.store._write_lock:
+            pass
+
     async def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         assert self.daemon.store is not None
         async with self.daemon.store.reader.execute(sql, args) as cur:
@@ -249,7 +255,9 @@ async def test_disk_full_pages_once_from_memory_then_hands_over(make_world: Any)
     # Space returns: the incident and its ticket are written, with the code already paged.
     world.disk.full = False
     await until(lambda: world.count("incidents"), "the incident, once the disk has space")
+    await world.committed()
     await until(lambda: world.count("tickets"), "the ticket")
+    await world.committed()
     incident_id, got_code, state = (await world.rows("SELECT id, code, state FROM incidents"))[0]
     assert (got_code, state) == (code, "triggered")
     esc = await world.rows("SELECT step, state, next_fire_at FROM paging_escalations")
@@ -295,9 +303,12 @@ async def test_storm_at_one_site_read_only_store_pages_once(make_world: Any) -> 
         assert await world.metric("nocd_paging_from_memory") == 1
     said = [e for e in logs if e["event"] == "paging from memory, store unwritable"]
     assert len(said) == 1 and "readonly" in said[0]["store_error"]
-    assert said[0]["title"] == "50 checks failing at Head Office"
+    assert said[0]["group"] == "site:hq"  # titled after the first check down; one outage
+    memory = world.daemon.memory
+    assert memory is not None and memory.outages["site:hq"].title.startswith("50 checks failing")
     await world.read_only(False)
     await until(lambda: world.count("incidents"), "the incident, once writable")
+    await world.committed()
 
     async def all_members() -> bool:
         return await world.count("incident_members") == 50
@@ -324,6 +335,7 @@ async def test_ack_by_keypress_while_unwritable_is_kept_and_applied(make_world: 
     assert world.calls_to() == [ALICE]
     world.disk.full = False
     await until(lambda: world.count("incidents"), "the incident, once the disk has space")
+    await world.committed()
     rows = await world.rows("SELECT state, acked_by FROM incidents")
     assert rows == [("acknowledged", "alice")]
     esc = await world.rows("SELECT state FROM paging_escalations")
