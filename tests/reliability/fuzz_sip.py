@@ -283,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         text = json.dumps(report, indent=2)
         print(text, flush=True)
         if args.report:
+            args.report.parent.mkdir(parents=True, exist_ok=True)
             args.report.write_text(text + "\n")
         shutil.rmtree(work, ignore_errors=True)
         sys.stderr.flush()

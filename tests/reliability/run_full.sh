@@ -13,4 +13,11 @@ PY="${PYTHON:-.venv/bin/python}"
 # NOCD_SOAK_CHECKS / NOCD_SOAK_MINUTES (whole minutes) change the size.
 timeout $(( ${NOCD_SOAK_MINUTES:-30} * 60 + 900 )) "$PY" -m tests.reliability.soak \
   --checks "${NOCD_SOAK_CHECKS:-10000}" --minutes "${NOCD_SOAK_MINUTES:-30}" --drop 0.005
-exec "$PY" -m tests.reliability.crash_campaign --kills "${NOCD_CRASH_KILLS:-1000}" "$@"
+"$PY" -m tests.reliability.crash_campaign --kills "${NOCD_CRASH_KILLS:-1000}" "$@"
+# Fuzzing (issue #10, bad input): >= 1,000,000 atheris inputs through the SIP parser, digest
+# challenges, Alertmanager bodies and the trap receiver (python -m tests.reliability.fuzz_sip,
+# needs `pip install -e '.[fuzz]'`); JSON report, exit 1 on any exception other than a
+# parser's own or any input over 10 ms. Inputs found go to artifacts/fuzz/.
+# NOCD_FUZZ_RUNS / NOCD_FUZZ_SECONDS (the time bound) change the size.
+"$PY" -m tests.reliability.fuzz_sip --runs "${NOCD_FUZZ_RUNS:-1000000}" \
+  --seconds "${NOCD_FUZZ_SECONDS:-7200}" --report artifacts/fuzz/report.json
