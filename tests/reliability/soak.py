@@ -425,7 +425,10 @@ def summarize(
         "responder": counts,
         "probes": probes,
         "probes_expected": int(checks * run_s / interval),
-        "retransmissions": counts.get("received", probes) - probes,
+        # Requests the responder saw beyond one per probe: mostly RFC 3261 retransmissions
+        # after a lost reply (nocd exports no retransmission count), +/- probes in flight
+        # at the edges of the run.
+        "extra_requests": counts.get("received", probes) - probes,
         "probe_failures_absorbed": {k: int(v) for k, v in end["failures"].items()},
         "false_hard_failures": int(end["down"]),
         "checks_seen_down": sorted(seen_down)[:20],
