@@ -10,7 +10,9 @@ Every input goes through each cheap network parser nocd runs on untrusted bytes:
 - `alertmanager`: the webhook body validation (nocd/intake/alertmanager.WebhookPayload) and
   the rule matching of an accepted payload;
 - `trap`: the input as a UDP datagram handed to the real trap receiver's pysnmp engine
-  (v1/v2c communities and a v3 user configured, as nocd/intake/traps.py sets them up).
+  (v1/v2c communities and a v3 user configured, as nocd/intake/traps.py sets them up);
+- `snmp_v2c`: the input as a reply to the snmp check's v2c GET (checks/snmp_ber: peek, then
+  the Response-PDU).
 
 The inputs in tests/data/fuzz_regressions (past findings) run whole first, then libFuzzer
 mutates from the seeds. An exception other than the parser's own documented error is a finding: it is counted, the
@@ -224,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-len", type=int, default=8192, help="largest input libFuzzer makes")
     ap.add_argument("--report", type=Path, help="also write the JSON report here")
     ap.add_argument("--artifacts", type=Path, default=ROOT / "artifacts" / "fuzz")
-    ap.add_argument("--targets", default="sip,digest,alertmanager,trap")
+    ap.add_argument("--targets", default="sip,digest,alertmanager,trap,snmp_v2c")
     ap.add_argument("--retime", type=Path, help=argparse.SUPPRESS)  # the child's mode
     args = ap.parse_args(argv)
     if args.retime:
@@ -238,7 +240,14 @@ def main(argv: list[str] | None = None) -> None:
     structlog.configure(processors=[_drop])  # the trap receiver logs every unknown trap
     # Coverage feedback from the parsers themselves (and pysnmp's decoders for traps).
     with atheris.instrument_imports(
-        include=["checks.sip", "checks.alertmanager", "checks.trap", "nocd.intake", "pyasn1"]
+        include=[
+            "checks.sip",
+            "checks.alertmanager",
+            "checks.trap",
+            "checks.snmp_ber",
+            "nocd.intake",
+            "pyasn1",
+        ]
     ):
         from tests.reliability.fuzz_targets import make_targets
 

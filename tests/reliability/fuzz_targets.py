@@ -180,6 +180,27 @@ class TrapTarget:
             raise RuntimeError("the trap receiver's rule handling failed")
 
 
+class SnmpReplyTarget:
+    """The v2c GET client's reply parsing (checks/snmp_ber): framing peek, then the PDU."""
+
+    def __init__(self) -> None:
+        from checks import snmp_ber
+
+        self.ber = snmp_ber
+        # The OIDs of the seeds (tests/data/fuzz_seeds/snmp_reply_*.bin answer these).
+        self.tpl = snmp_ber.template(
+            COMMUNITY.encode(), ("1.3.6.1.2.1.1.3.0", "1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.2.2.1.10.1")
+        )
+
+    def __call__(self, data: bytes) -> None:
+        try:
+            _request_id, _community, rest, problem = self.ber.peek(data)
+            if not problem:  # what snmp_v2c does: a framing problem ends it here
+                self.ber.parse(data, rest, self.tpl)
+        except self.ber.MalformedReply:
+            pass
+
+
 def make_targets(names: list[str]) -> dict[str, Callable[[bytes], None]]:
     """The named targets, ready to call."""
     every: dict[str, Callable[[], Callable[[bytes], None]]] = {
@@ -187,5 +208,6 @@ def make_targets(names: list[str]) -> dict[str, Callable[[bytes], None]]:
         "digest": lambda: fuzz_digest,
         "alertmanager": AlertmanagerTarget,
         "trap": TrapTarget,
+        "snmp_v2c": SnmpReplyTarget,
     }
     return {n: every[n]() for n in names}

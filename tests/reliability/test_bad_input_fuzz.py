@@ -26,7 +26,7 @@ INPUTS = sorted(
     for p in (DATA / folder).iterdir()
     if p.suffix in (".dat", ".bin", ".txt", ".json")
 )
-NAMES = ["sip", "digest", "alertmanager", "trap"]
+NAMES = ["sip", "digest", "alertmanager", "trap", "snmp_v2c"]
 
 
 @pytest.fixture(scope="module")
