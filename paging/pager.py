@@ -11,6 +11,7 @@ Contract for the lead:
     pager.on_due = event.set                         # optional: a step is due now, run run_due
     pipeline.handlers.append(pager.fire_in_flush)    # optional, last: fire in the flush itself
     pager.fire_in_flush_enabled = True
+    pager.memory = MemoryPager(...)                  # optional: pages while the store can't write
 Webhooks (paging.webhooks) use `page`, `on_status`, `person_by_number`, `seen`/`remember`.
 """
 
