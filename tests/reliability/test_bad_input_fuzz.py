@@ -58,7 +58,7 @@ def test_the_trap_seeds_are_real_traps(targets: dict[str, Callable[[bytes], None
     """The captured datagrams authenticate and decode (else the trap target fuzzes nothing)."""
     trap = targets["trap"]
     before = trap.rx.received  # type: ignore[attr-defined]
-    seeds = sorted((DATA / "fuzz_seeds").glob("*.bin"))
+    seeds = [p for p in sorted((DATA / "fuzz_seeds").glob("*.bin")) if "reply" not in p.name]
     for path in seeds:
         trap(path.read_bytes())
     assert trap.rx.received - before == len(seeds)  # type: ignore[attr-defined]
