@@ -170,13 +170,30 @@ class Store:
             row = await cur.fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
+    async def _begin(self) -> None:
+        """BEGIN IMMEDIATE, first closing a transaction a cancelled writer left open.
+
+        Cancelling a task does not stop its statement in aiosqlite's thread: a writer
+        cancelled while its BEGIN was queued returns without a ROLLBACK, and every later
+        BEGIN would then fail. The thread runs statements in order, so by the time ours
+        fails that way, the abandoned transaction holds nothing anyone is still writing.
+        """
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "within a transaction" not in str(exc):
+                raise
+            log.warning("closing a transaction left open by a cancelled writer")
+            await self._db.execute("ROLLBACK")
+            await self._db.execute("BEGIN IMMEDIATE")
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction (BEGIN IMMEDIATE … COMMIT), serialized among writers."""
         async with self._write_lock:
             self._undo, self._done = [], []
             try:
-                await self._db.execute("BEGIN IMMEDIATE")  # read-only: refused here
+                await self._begin()  # read-only: refused here
             except Exception as exc:
                 self._rolled_back(exc)
                 raise StoreError(f"cannot begin a write: {exc}") from exc

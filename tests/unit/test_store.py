@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -108,5 +110,30 @@ async def test_unreadable_saved_state_is_skipped(tmp_path: Path) -> None:
         pipe = Pipeline(store, FakeClock(), Metrics(CollectorRegistry()))
         await pipe.load()
         assert set(pipe.states) == {"good"}
+    finally:
+        await store.close()
+
+
+async def test_a_writer_cancelled_mid_begin_does_not_wedge_later_writes(tmp_path: Path) -> None:
+    """Cancelling a writer at any await of BEGIN/COMMIT leaves later transactions working."""
+    store = await Store.open(tmp_path / "t.db")
+    try:
+        await store.reader.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
+
+        async def write(n: int) -> None:
+            async with store.transaction() as conn:
+                await conn.execute("INSERT INTO t VALUES (?)", (n,))
+
+        for i in range(60):
+            task = asyncio.create_task(write(-1))
+            for _ in range(i % 6):  # cancel at a different await each round
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await write(i)  # must not fail with "cannot start a transaction within a transaction"
+        async with store.reader.execute("SELECT COUNT(*) FROM t WHERE n >= 0") as cur:
+            row = await cur.fetchone()
+        assert row is not None and row[0] == 60
     finally:
         await store.close()
