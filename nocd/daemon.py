@@ -307,7 +307,12 @@ class Daemon:
         self.pager.on_wake = self.outbox.wake
         self.pager.on_due = self._paging_due.set
         self.memory = MemoryPager(
-            self.pager, self.engine.unrecorded, self.engine.failing, self.clock, self.registry
+            self.pager,
+            self.store,
+            self.engine.unrecorded,
+            self.engine.failing,
+            self.clock,
+            self.registry,
         )
         self.pager.memory = self.memory
         self.engine.paged_from_memory = self.memory.paged
@@ -360,6 +365,7 @@ class Daemon:
                 await self.ical_feeds.refresh(self.config.paging, now)
                 self.pager.set_ical(self.ical_feeds.shifts)
                 if writable:  # else it could only be refused; flushes and ticks find space
+                    await self._apply_memory_acks()
                     await self.pager.run_due(now)
             except asyncio.CancelledError:
                 raise
@@ -370,6 +376,18 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(period):
                     await self._paging_due.wait()
+
+    async def _apply_memory_acks(self) -> None:
+        """Acks of stored incidents taken in memory while the store refused writes."""
+        if self.memory is None or self.actions is None:
+            return
+        acks = self.memory.take_acks()
+        for i, (code, by, via) in enumerate(acks):
+            try:
+                await self.actions.ack(code, by, f"{via} (taken in memory)")
+            except Exception:
+                self.memory.requeue_acks(acks[i:])  # refused again: the next writable pass
+                raise
 
     async def _fire_in_flush(self, conn: object, _changes: object, now: float) -> None:
         assert self.pager is not None and isinstance(conn, aiosqlite.Connection)

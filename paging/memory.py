@@ -32,6 +32,7 @@ from nocd.incidents.engine import random_code
 from nocd.incidents.model import Incident, IncidentState, PagedFromMemory, Unrecorded
 from nocd.model import Severity
 from nocd.outbox import backoff
+from nocd.store import Store
 from paging.config import Channel
 from paging.escalation import step_targets
 from paging.messages import sms_text, voice_text
@@ -87,6 +88,8 @@ class MemOutage:
     pages: list[MemPage] = field(default_factory=list)
     adopted: bool = False  # written into the store by a transaction (maybe not committed yet)
     recorded: bool = False  # that transaction committed
+    stored_id: int | None = None  # an escalation already stored whose steps came due meanwhile
+    stored_from: tuple[int, int] | None = None  # its stored (step, repeat) when memory took it
 
     def incident(self) -> Incident:
         """A stand-in incident (id 0) so the page texts read as the stored path's do."""
@@ -103,12 +106,14 @@ class MemoryPager:
     def __init__(
         self,
         pager: Pager,
+        store: Store,
         outages: Callable[[float], list[Unrecorded]],
         failing: Callable[[str], bool],
         clock: Clock,
         registry: CollectorRegistry,
     ) -> None:
         self._pager = pager
+        self._store = store
         self._outages = outages
         self._failing = failing  # whether a group still has a failing check (memory only)
         self._clock = clock
@@ -118,6 +123,7 @@ class MemoryPager:
         self._pages: dict[str, MemPage] = {}
         self._last: dict[tuple[str, str], list[float]] = {}  # memory pages per person/channel
         self.seen: dict[str, str] = {}  # webhook replies given while the store was unwritable
+        self._acks: list[tuple[str, str, str]] = []  # acks of stored incidents, to apply later
         self.store_error: str | None = None
         self.active = Gauge(
             "nocd_paging_from_memory",
@@ -138,6 +144,7 @@ class MemoryPager:
         if not writable:
             self.store_error = reason
             self._discover(now)
+            await self._discover_stored(now)
         elif self.outages or self._declined:
             self._settle(now)
         self._fire(now)
@@ -179,7 +186,12 @@ class MemoryPager:
         for g, o in self.outages.items():
             # Not "not in current": a flush in flight may have put the group in the engine's
             # open set before its commit (current leaves those out), yet it still fails.
-            if not o.adopted and o.state == "active" and not self._failing(g):
+            if (
+                o.stored_id is None
+                and not o.adopted
+                and o.state == "active"
+                and not self._failing(g)
+            ):
                 o.state = "recovered"
                 log.warning("outage paged from memory recovered before it was recorded", group=g)
         for g in [g for g in self._declined if g not in current]:
@@ -191,7 +203,8 @@ class MemoryPager:
         for g, o in list(self.outages.items()):
             # Only once the handover committed, or the outage ended unrecorded: a transaction
             # in flight may still roll back, and its retry needs the memory escalation.
-            if o.recorded or (not o.adopted and not self._failing(g)):
+            ended = o.stored_id is None and not o.adopted and not self._failing(g)
+            if o.recorded or ended:
                 if not o.recorded:
                     log.warning(
                         "outage paged from memory ended before its incident was written",
@@ -203,6 +216,53 @@ class MemoryPager:
                 for p in o.pages:
                     if p.status != "sending":
                         self._pages.pop(p.key, None)
+
+    async def _discover_stored(self, now: float) -> None:
+        """Steps of stored escalations that came due: the store can be read, not written."""
+        try:
+            async with self._store.reader.execute(
+                "SELECT e.incident_id, e.policy, e.step, e.repeat, e.next_fire_at, e.started_at, "
+                "i.code, i.site, i.customer, i.severity, i.title FROM paging_escalations e "
+                "JOIN incidents i ON i.id = e.incident_id WHERE e.state='active' "
+                "AND i.state='triggered' AND e.next_fire_at <= ? LIMIT 200",
+                (now,),
+            ) as cur:
+                rows = list(await cur.fetchall())
+        except Exception as exc:  # noqa: BLE001 - an unreadable store: new outages still page
+            log.error("cannot read stored escalations", error=str(exc))
+            return
+        for inc_id, policy, step, repeat, due, started, code, site, customer, sev, title in rows:
+            g = f"incident:{inc_id}"
+            if g in self.outages:
+                continue
+            o = MemOutage(
+                g, code, site, customer, Severity(sev), title, policy, started,
+                "escalation step due while the store refuses writes", step, repeat, due,
+                stored_id=inc_id, stored_from=(step, repeat),
+            )  # fmt: skip
+            self.outages[g] = o
+            log.error(
+                "paging from memory, store unwritable",
+                group=g,
+                incident=code,
+                title=title,
+                policy=policy,
+                decision=o.reason,
+                store_error=self.store_error,
+            )
+
+    def stored_pending(self) -> list[MemOutage]:
+        """Stored escalations moved on in memory, not yet carried over (see paging.handover)."""
+        return [o for o in self.outages.values() if o.stored_id is not None and not o.adopted]
+
+    def take_acks(self) -> list[tuple[str, str, str]]:
+        """(code, by, via) of stored incidents acknowledged in memory, to apply now."""
+        acks, self._acks = self._acks, []
+        return acks
+
+    def requeue_acks(self, acks: list[tuple[str, str, str]]) -> None:
+        """Put back acks that could not be applied yet."""
+        self._acks[:0] = acks
 
     def _decide(self, u: Unrecorded, now: float) -> tuple[str | None, str]:
         paging = self._pager.paging
@@ -384,6 +444,8 @@ class MemoryPager:
             return False
         if o.acked is None:
             o.acked, o.state = (by, via, self._clock.now()), "acked"
+            if o.stored_id is not None:  # its incident exists: acknowledged once writes succeed
+                self._acks.append((o.code, by, via))
             log.warning(
                 "acknowledged in memory (store unwritable)", incident=o.code, by=by, via=via
             )

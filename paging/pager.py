@@ -32,12 +32,13 @@ from nocd.store import Store
 from paging import digest, escalation
 from paging.config import PagingConfig
 from paging.digest_mail import digest_message, send_digest_email
-from paging.handover import adopt
+from paging.handover import adopt, carry_over
 from paging.memory import MemoryPager
 from paging.messages import KEYS_PROMPT
 from paging.notifiers import Notifier, PageRequest
 from paging.routing import decide
 from paging.schedules import IcalShifts
+from paging.stalled import fall_back_stalled
 from paging.tracking import (
     CALL_FAILED,
     FINAL,
@@ -99,6 +100,9 @@ class Pager:
         self.calendars = dict(calendars)
         self.public_url = public_url.rstrip("/") if public_url else None
         self.ical = dict(ical or {})
+        # Stalled pages whose fallback was already decided (paging.stalled): the new config
+        # may decide otherwise (fallback switched on, a number added), so look again.
+        self._stalled_done: frozenset[str] = frozenset()
 
     def set_ical(self, ical: Mapping[str, IcalShifts]) -> None:
         """Swap in freshly fetched iCal shifts (see paging.ical_feed.IcalFeeds)."""
@@ -214,6 +218,7 @@ class Pager:
         self._due_in_flush = False
         await conn.execute("SAVEPOINT fire_in_flush")
         try:
+            await self._carry_over(conn, now)
             await escalation.fire_due(conn, self.paging, now, self.ical)
             pages = await escalation.flush_queue(conn, self.paging, now)
         except Exception as exc:  # noqa: BLE001 - the incident must still commit; the loop retries
@@ -234,12 +239,24 @@ class Pager:
         async with self._store.transaction() as conn:
             if jump:
                 await shift_deadlines(conn, jump, now)
+            await self._carry_over(conn, now)
             await escalation.fire_due(conn, self.paging, now, self.ical)
             pages = await escalation.flush_queue(conn, self.paging, now)
             digests = await digest.release_due(conn, self.paging, now)
-        if (pages or digests) and self.on_wake is not None:
+            fell_back, stalled = await fall_back_stalled(
+                conn, self.paging, now, self._stalled_done
+            )
+        self._stalled_done = stalled  # only once committed: a rollback must look again
+        if (pages or digests or fell_back) and self.on_wake is not None:
             self.on_wake()
-        return pages + digests
+        return pages + digests + fell_back
+
+    async def _carry_over(self, conn: aiosqlite.Connection, now: float) -> None:
+        """Before any step fires: stored escalations sent on from memory take its position."""
+        if self.memory is not None:
+            for mem in self.memory.stored_pending():
+                await carry_over(conn, self._store, mem, now)
+                log.warning("escalation carried over from memory", incident=mem.code, step=mem.step)
 
     # ---- outbox handlers -----------------------------------------------------------------
 

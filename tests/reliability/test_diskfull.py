@@ -366,3 +366,36 @@ async def test_a_send_whose_bookkeeping_is_refused_is_retried_not_stranded(
     await until(lambda: len(world.fake.calls) == 1, "the page after the disk recovered", 20.0)
     await until(lambda: world.outbox("done"), "the outbox row done")
     assert await world.outbox("sending") == 0 and len(world.fake.calls) == 1
+
+
+async def test_a_stored_escalation_step_due_while_unwritable_goes_out_once(
+    make_world: Any,
+) -> None:
+    # The incident and step 1 were written before the disk filled; step 2 comes due while
+    # it is full: it is read from the store and sent from memory, once, and on recovery the
+    # stored escalation is moved past it instead of sending it again.
+    world: World = await make_world()
+    t0 = world.clock.now()
+    await world.take_down()
+    await until(lambda: world.calls_to() == [ALICE], "step 1 through the outbox")
+    await world.committed()
+    world.disk.full = True
+    await until(lambda: world.disk.refused >= 1, "a refused write")
+    world.clock.advance(STEP_WAIT + 1)
+    await until(lambda: world.calls_to() == [ALICE, BOB], "step 2 from memory", 10.0)
+    await world.passes(4)
+    assert world.calls_to() == [ALICE, BOB]
+    assert "/twilio/voice/mem." in str(world.fake.creates("call")[1].form.get("Url"))
+    world.disk.full = False
+    await until(lambda: world.daemon.store is not None and world.daemon.store.writable, "space")
+
+    async def carried() -> bool:
+        rows = await world.rows("SELECT step, next_fire_at FROM paging_escalations")
+        return rows == [(2, t0 + STEP_WAIT + 3600)]
+
+    await until(carried, "the stored escalation moved past step 2")
+    await world.committed()
+    pages = await world.rows("SELECT person, status FROM paging_pages ORDER BY created_at")
+    assert pages == [("alice", "sent"), ("bob", "sent")]
+    await world.passes(3)
+    assert world.calls_to() == [ALICE, BOB]  # step 2 not sent again from the store
