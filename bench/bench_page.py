@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -302,8 +303,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     d.pipeline._log_transition = on_transition  # type: ignore[method-assign,assignment]
     rows: list[dict[str, Any]] = []
+    lags: list[float] = []
+
+    async def lag_probe() -> None:
+        # Event-loop lag while the kills are paged: a 50 ms sleep's overshoot. Decision →
+        # page request can be no faster than the loop that runs it (shared 2-core machine).
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(0.05)
+            lags.append(loop.time() - t - 0.05)
+
+    lag_task: asyncio.Task[None] | None = None
     try:
         await asyncio.sleep(args.warmup)  # every check has run; Prometheus scraped a few times
+        lag_task = asyncio.create_task(lag_probe())
         # Victims die 1.3 s apart (not a divisor of 5 or 15 s), so the kills land at different
         # phases of Prometheus' scrape and evaluation cycles as well as of nocd's schedule;
         # each has its own checks, sites, people and Prometheus alert group.
@@ -349,6 +363,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         }
                     )
     finally:
+        if lag_task is not None:
+            lag_task.cancel()
         await d.stop()
         await fake.__aexit__()
         if prom is not None:
@@ -357,7 +373,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             proc.stdin.close()
         proc.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"rows": rows}
+    return {"rows": rows, "lags": lags}
 
 
 def _pages(fake: Any) -> dict[str, float]:
@@ -378,8 +394,11 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=10, help="victims killed at once, at most 25")
     ap.add_argument("--warmup", type=float, default=40.0)
     ap.add_argument("--no-prometheus", dest="prometheus", action="store_false")
+    ap.add_argument("--json", help="also write every row (and the loop lags) to this file")
     args = ap.parse_args()
     res = asyncio.run(run(args))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
     print(
         f"# {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, {args.checks} checks,"
         f" {args.kills} kills"
@@ -399,6 +418,17 @@ def main() -> None:
                 + (f", {miss} missed" if miss else "")
             )
         print(f"| {system} | " + " | ".join(cells) + " |")
+    d2p = sorted(r["decision_to_page"] for r in res["rows"] if r["decision_to_page"] is not None)
+    if d2p:
+        p99 = d2p[min(len(d2p) - 1, int(0.99 * len(d2p)))]
+        print(f"\nnocd decision → page request, all variants: n={len(d2p)}, p99 {p99:.3f} s")
+    lags = sorted(res["lags"])
+    if lags:
+        p99 = lags[min(len(lags) - 1, int(0.99 * len(lags)))]
+        print(
+            f"event-loop lag while paging: median {statistics.median(lags) * 1000:.0f} ms,"
+            f" p99 {p99 * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms"
+        )
 
 
 if __name__ == "__main__":
