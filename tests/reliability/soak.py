@@ -323,7 +323,8 @@ async def run_soak(
     try:
         async with aiohttp.ClientSession() as http:
             if not await _ready(http, listen, daemon, 300):
-                raise RuntimeError(f"nocd did not become ready; see {log}")
+                log_tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"nocd did not become ready; {log} ends:\n{log_tail}")
             t0 = time.monotonic()
             report["startup_s"] = round(t0 - started, 1)
             warm: dict[str, Any] | None = None
