@@ -21,17 +21,16 @@ async def test_a_blocked_loop_shows_as_lag() -> None:
     lag = LoopLag(registry, period=0.02)
     task = asyncio.create_task(lag.run())
     try:
-        await asyncio.sleep(0.2)  # an idle loop: no wake-up anywhere near 250 ms late
-        idle = _sample(registry, "nocd_event_loop_lag_seconds_count")
-        assert idle >= 3
-        assert _sample(registry, "nocd_event_loop_lag_seconds_bucket", le="0.25") == idle
+        await asyncio.sleep(0.2)
+        assert _sample(registry, "nocd_event_loop_lag_seconds_count") >= 3
+        # No idle bound asserted: on a busy CI machine an idle loop can wait for a CPU too.
         time.sleep(0.3)  # noqa: ASYNC251 - the blocking call the metric exists to catch
         await asyncio.sleep(0.1)
     finally:
         task.cancel()
     total = _sample(registry, "nocd_event_loop_lag_seconds_count")
-    assert total - _sample(registry, "nocd_event_loop_lag_seconds_bucket", le="0.25") == 1
-    assert 0.25 <= _sample(registry, "nocd_event_loop_lag_max_seconds") < 1.0
+    assert total - _sample(registry, "nocd_event_loop_lag_seconds_bucket", le="0.25") >= 1
+    assert _sample(registry, "nocd_event_loop_lag_max_seconds") >= 0.25
     text = generate_latest(registry).decode()
     assert "# TYPE nocd_event_loop_lag_seconds histogram" in text
 
