@@ -1,4 +1,4 @@
-"""The event-loop lag histogram sees a loop blocked by a synchronous call, and only then."""
+"""The event-loop lag histogram and max gauge see a loop blocked by a synchronous call."""
 
 from __future__ import annotations
 
