@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from checks.resources import shared
 from checks.snmp_ber import Reply
 from checks.snmp_common import V3Credentials, error_class, plain_value
+from checks.snmp_v2c import numeric
 from nocd.model import FailureClass
 
 if TYPE_CHECKING:
@@ -63,12 +64,7 @@ def forget_peer(engine: Any, address: Any) -> None:
 
 async def get(cfg: Config, host: str, port: int, oids: list[str], deadline: float) -> Reply:
     """One v3 GET by the hlapi; TimeoutError at `deadline`, SnmpFailure on engine errors."""
-    from pysnmp.hlapi.v3arch.asyncio import (
-        ContextData,
-        Udp6TransportTarget,
-        UdpTransportTarget,
-        get_cmd,
-    )
+    from pysnmp.hlapi.v3arch.asyncio import ContextData, get_cmd
 
     assert cfg.v3 is not None
     attempts = cfg.snmp_retries + 1
@@ -79,10 +75,7 @@ async def get(cfg: Config, host: str, port: int, oids: list[str], deadline: floa
     target: Any = None
     try:
         async with asyncio.timeout_at(deadline):
-            target_cls = Udp6TransportTarget if ":" in host else UdpTransportTarget
-            target = await target_cls.create(
-                (host, port), timeout=per_try, retries=cfg.snmp_retries
-            )
+            target = await _target(host, port, per_try, cfg.snmp_retries)
             err_ind, err_status, err_index, var_binds = await get_cmd(
                 engine,
                 auth,
@@ -121,3 +114,29 @@ def _object_types(engine: Any, oids: tuple[str, ...]) -> tuple[Any, ...]:
         )
         cache[oids] = found
     return found
+
+
+async def _target(host: str, port: int, per_try: float, retries: int) -> Any:
+    # Creating a target resolves its address through the loop's executor (a thread hop per
+    # GET, ~1 ms of CPU here); a literal address never changes, so its target is kept.
+    from pysnmp.hlapi.v3arch.asyncio import Udp6TransportTarget, UdpTransportTarget
+
+    target_cls = Udp6TransportTarget if ":" in host else UdpTransportTarget
+    if numeric(host, port) is None:  # a name: resolved per GET, so DNS changes are followed
+        return await target_cls.create((host, port), timeout=per_try, retries=retries)
+    targets = _targets()
+    key = (host, port, per_try, retries)
+    found = targets.get(key)
+    if found is None:
+        if len(targets) > 4096:  # bounded: configs come and go over reloads
+            targets.clear()
+        found = await target_cls.create((host, port), timeout=per_try, retries=retries)
+        targets[key] = found
+    return found
+
+
+def _targets() -> dict[tuple[str, int, float, int], Any]:
+    async def _noop(_: dict[tuple[str, int, float, int], Any]) -> None:
+        return None
+
+    return shared("snmp.v3.targets", dict, _noop)
