@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.soak import run_soak
+from tests.reliability.soak import parse_metrics, quantile, run_soak, top_bucket
 
 CHECKS = int(os.environ.get("NOCD_SOAK_CHECKS", "1000"))
 DROP = 0.02
@@ -44,3 +44,39 @@ async def test_lost_replies_raise_no_false_alarm_and_memory_stays_flat(tmp_path:
     assert r["loop_lag_ms"]["samples"] > 0, summary
     assert r["daemon_alive_to_the_end"] and r["daemon_exit_code"] == 0, summary
     assert r["daemon_log_levels"].get("error", 0) == 0, summary
+
+
+def test_quantile_interpolates_inside_the_bucket_like_prometheus() -> None:
+    end = {0.1: 90.0, 0.2: 99.0, 0.5: 100.0, float("inf"): 100.0}
+    p99, bound = quantile(end, {}, 0.99)
+    assert p99 == pytest.approx(0.2) and bound == 0.2
+    assert quantile(end, {}, 0.5)[0] == pytest.approx(0.1 * 50 / 90)
+    # Only what happened between the two scrapes counts.
+    start = {0.1: 90.0, 0.2: 90.0, 0.5: 90.0, float("inf"): 90.0}
+    assert quantile(end, start, 0.99)[1] == 0.5
+    assert top_bucket(end, start) == 0.5
+    assert top_bucket(end, {}) == 0.5
+
+
+def test_parse_metrics_reads_the_series_the_soak_judges() -> None:
+    text = "\n".join(
+        [
+            "# HELP nocd_check_up x",
+            'nocd_check_up{check="a"} 1.0',
+            'nocd_check_up{check="b"} 0.0',
+            'nocd_check_probes_total{check="a"} 3.0',
+            'nocd_check_probes_total{check="b"} 4.0',
+            'nocd_check_failures_total{check="b",failure="timeout"} 2.0',
+            'nocd_state_transitions_total{kind="down"} 1.0',
+            'nocd_state_transitions_total{kind="flap_start"} 5.0',
+            'nocd_incidents_opened_total{severity="critical"} 1.0',
+            'nocd_event_loop_lag_seconds_bucket{le="0.05"} 7.0',
+            'nocd_event_loop_lag_seconds_bucket{le="+Inf"} 8.0',
+            "nocd_event_loop_lag_max_seconds 0.3",
+        ]
+    )
+    m = parse_metrics(text)
+    assert (m["probes"], m["down"], m["incidents"], m["lag_max"]) == (7.0, 1.0, 1.0, 0.3)
+    assert m["checks_down"] == ["b"] and m["failures"] == {"timeout": 2.0}
+    assert m["transitions"] == {"down": 1.0, "flap_start": 5.0}
+    assert m["lag"] == {0.05: 7.0, float("inf"): 8.0}
