@@ -74,15 +74,16 @@ async def fake() -> AsyncIterator[Callable[[Answer], Any]]:
     loop = asyncio.get_running_loop()
     transports: list[Any] = []
 
-    async def start(answer: Answer) -> tuple[FakeAgent, str]:
+    async def start(answer: Answer, host: str = "127.0.0.1") -> tuple[FakeAgent, str]:
         other, _ = await loop.create_datagram_endpoint(
-            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+            asyncio.DatagramProtocol, local_addr=(host, 0)
         )
         transport, proto = await loop.create_datagram_endpoint(
-            lambda: FakeAgent(answer, other), local_addr=("127.0.0.1", 0)
+            lambda: FakeAgent(answer, other), local_addr=(host, 0)
         )
         transports.extend((other, transport))
-        return proto, "127.0.0.1:{}".format(transport.get_extra_info("sockname")[1])
+        port = transport.get_extra_info("sockname")[1]
+        return proto, f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     yield start
     for t in transports:
@@ -170,6 +171,20 @@ async def test_error_status_is_bad_status(fake: Any) -> None:
     obs, _ = await probe(config(target))
     assert obs.failure is FailureClass.BAD_STATUS
     assert obs.detail == f"agent returned tooBig for {OID}"
+
+
+async def test_ipv6_target_uses_its_own_socket(fake: Any) -> None:
+    try:
+        _, target = await fake(
+            lambda _c, rid: [(reply(int.from_bytes(rid, "big"), rfc1902.Integer(5)), False)],
+            "::1",
+        )
+    except OSError as exc:  # no IPv6 loopback in this sandbox
+        pytest.skip(f"cannot bind [::1]: {exc}")
+    obs, _ = await probe(config(target))
+    assert obs.ok, obs.detail
+    assert obs.values["oids"] == {"temperature": 5}
+    assert set(sockets().clients) == {socket.AF_INET6}
 
 
 async def test_unresolvable_target_is_dns() -> None:
