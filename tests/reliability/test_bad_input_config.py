@@ -148,3 +148,33 @@ def test_check_config_reports_an_alias_bomb_and_fails(tmp_path: Path) -> None:
     assert "invalid (1 problem(s))" in proc.stderr, proc.stderr
     assert HOSTILE_TEXTS[name][1] in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+async def test_a_running_daemon_refuses_a_hostile_reload_and_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    """SIGHUP after someone saved a bomb: the old config stays, the daemon keeps answering."""
+    import aiohttp
+
+    from nocd.daemon import Daemon
+    from nocd.sdnotify import Notifier
+    from tests.peers import free_port
+
+    port = free_port()
+    path = tmp_path / "nocd.yaml"
+    path.write_text(
+        f"daemon: {{listen: '127.0.0.1:{port}', state_path: '{tmp_path}/nocd.db'}}\n"
+        "checks:\n  - {name: web, type: http, target: 'http://127.0.0.1:9/', interval: 1h}\n"
+    )
+    daemon = Daemon(load_file(path), config_path=path, notifier=Notifier(environ={}))
+    await daemon.start()
+    try:
+        for name in ("alias_bomb", "deep_flow_list", "alias_to_itself"):
+            path.write_text(HOSTILE_TEXTS[name][0])
+            assert await daemon.reload() is False, name
+            assert [c.name for c in daemon.config.checks] == ["web"]
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"http://127.0.0.1:{port}/readyz") as r:
+                assert r.status == 200
+    finally:
+        await daemon.stop()
