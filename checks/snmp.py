@@ -6,7 +6,7 @@ import asyncio
 import re
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -151,6 +151,7 @@ async def probe_verbose(cfg: Config, deadline: float) -> tuple[Observation, list
     oids = _oid_list(cfg)
     lines = [f"SNMP v{cfg.version} GET {host}:{port} {' '.join(oids)}"]
     sem = _semaphore()
+    result: Reply | BaseException
     try:
         if sem.locked():  # only a full semaphore needs a timer to bound the wait
             async with asyncio.timeout(time_left(deadline)):
@@ -159,30 +160,64 @@ async def probe_verbose(cfg: Config, deadline: float) -> tuple[Observation, list
             await sem.acquire()
         try:
             if cfg.version == "2c":
-                reply = await _get_v2c(cfg, host, port, oids, deadline)
+                result = await _get_v2c(cfg, host, port, oids, deadline)
             else:
-                reply = await snmp_v3.get(cfg, host, port, oids, deadline)
+                result = await snmp_v3.get(cfg, host, port, oids, deadline)
         finally:
             sem.release()
     except asyncio.CancelledError:
         raise
-    except TimeoutError:
-        elapsed = time.perf_counter() - start
-        lines.append(f"no reply within {elapsed:.2f}s")
-        return Observation.failed(FailureClass.TIMEOUT, _timeout_detail(cfg), elapsed), lines
     except Exception as exc:  # noqa: BLE001 - a probe never raises (design rule)
-        elapsed = time.perf_counter() - start
-        fc, detail = _exception_class(exc)
+        result = exc
+    return _finish(cfg, oids, result, time.perf_counter() - start, lines), lines
+
+
+def start(cfg: Config, deadline: float, done: Callable[[Observation], None]) -> bool:
+    """Start a v2c GET without a task; `done(obs)` follows from the event loop.
+
+    The scheduler's fast path (checks.base.StartFn): the same GET, resends, matching and
+    Observation as probe(). Returns False, having done nothing, when the coroutine path is
+    needed: v3, a target given by name, the socket not open yet, or MAX_CONCURRENT GETs
+    already in flight on it.
+    """
+    if cfg.version != "2c" or cfg.community is None:
+        return False
+    host, port = split_target(cfg.target, 161)
+    found = snmp_v2c.numeric(host, port)
+    if found is None:
+        return False
+    client = snmp_v2c.sockets().clients.get(found[0])
+    if client is None or client.transport is None or len(client.pending) >= MAX_CONCURRENT:
+        return False
+    began = time.perf_counter()
+    oids = _oid_list(cfg)
+    tpl = snmp_ber.template(cfg.community.get_secret_value().encode(), tuple(oids))
+
+    def finished(result: Reply | BaseException) -> None:
+        done(_finish(cfg, oids, result, time.perf_counter() - began, []))
+
+    client.start(tpl, found[1], deadline, cfg.snmp_retries + 1, finished)
+    return True
+
+
+def _finish(
+    cfg: Config, oids: list[str], result: Reply | BaseException, elapsed: float, lines: list[str]
+) -> Observation:
+    """The Observation of a GET's reply or failure (transcript lines added to `lines`)."""
+    if isinstance(result, TimeoutError):
+        lines.append(f"no reply within {elapsed:.2f}s")
+        return Observation.failed(FailureClass.TIMEOUT, _timeout_detail(cfg), elapsed)
+    if isinstance(result, BaseException):
+        fc, detail = _exception_class(result)
         lines.append(f"error: {detail}")
-        return Observation.failed(fc, detail, elapsed), lines
-    elapsed = time.perf_counter() - start
-    if reply.status:
-        i = reply.index
+        return Observation.failed(fc, detail, elapsed)
+    if result.status:
+        i = result.index
         bad = oids[i - 1] if 0 < i <= len(oids) else "?"
-        detail = f"agent returned {reply.status_name} for {bad}"
+        detail = f"agent returned {result.status_name} for {bad}"
         lines.append(detail)
-        return Observation.failed(FailureClass.BAD_STATUS, detail, elapsed), lines
-    return _observe(cfg, oids, reply.varbinds, elapsed, lines), lines
+        return Observation.failed(FailureClass.BAD_STATUS, detail, elapsed)
+    return _observe(cfg, oids, result.varbinds, elapsed, lines)
 
 
 async def _get_v2c(cfg: Config, host: str, port: int, oids: list[str], deadline: float) -> Reply:

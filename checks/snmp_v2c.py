@@ -6,6 +6,7 @@ import asyncio
 import functools
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -31,13 +32,23 @@ class NoValidReply(Exception):
     """Only malformed datagrams came back from the agent before the deadline."""
 
 
+Finished = Callable[[Reply | BaseException], None]
+
+
 @dataclass(slots=True)
 class _Pending:
-    """One GET in flight: where it went, what it asked, and who waits for the reply."""
+    """One GET in flight: where it went, what it asked, its timer, and whom to tell."""
 
     addr: tuple[str, int]
     tpl: Template
-    waiter: asyncio.Future[Reply | None]
+    packet: bytes
+    finished: Finished
+    first: float  # loop time of the first send
+    step: float  # seconds between resends
+    deadline: float
+    attempts: int
+    sent: int = 0
+    timer: asyncio.TimerHandle | None = None
     malformed: str = ""  # why the last matching datagram was rejected
 
 
@@ -75,46 +86,92 @@ class V2cClient(asyncio.DatagramProtocol):
             entry.malformed = str(exc)  # keep waiting: a resend may bring a good one
             self.ignored += 1
             return
-        if not entry.waiter.done():
-            entry.waiter.set_result(reply)
+        self._end(request_id, reply)
 
     def error_received(self, exc: Exception) -> None:
         """ICMP errors on the shared socket belong to no GET in particular: ignore them."""
 
+    def start(
+        self,
+        tpl: Template,
+        addr: tuple[str, int],
+        deadline: float,
+        attempts: int,
+        finished: Finished,
+    ) -> int:
+        """Send a GET; `finished(reply or exception)` follows from the loop, never from here.
+
+        Silence is resent (same request-id, so a slow reply to an earlier try still counts)
+        evenly until `deadline`, which ends the GET with TimeoutError, or NoValidReply when
+        only malformed replies came. Returns the request-id (for `abandon`).
+        """
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        request_id = self._new_id()
+        now = loop.time()
+        entry = _Pending(
+            addr,
+            tpl,
+            tpl.with_request_id(request_id),
+            finished,
+            now,
+            max(0.0, deadline - now) / attempts,
+            deadline,
+            attempts,
+        )
+        self.pending[request_id] = entry
+        self._send(request_id, entry, loop)
+        return request_id
+
+    def abandon(self, request_id: int) -> None:
+        """Forget a GET without telling anyone (its waiter was cancelled)."""
+        entry = self.pending.pop(request_id, None)
+        if entry is not None and entry.timer is not None:
+            entry.timer.cancel()
+
     async def get(
         self, tpl: Template, addr: tuple[str, int], deadline: float, attempts: int
     ) -> Reply:
-        """Send the GET, resending on silence, until a reply or `deadline` (TimeoutError)."""
-        loop = asyncio.get_running_loop()
-        assert self.transport is not None
-        request_id = self._new_id()
-        packet = tpl.with_request_id(request_id)
-        entry = _Pending(addr, tpl, loop.create_future())
-        self.pending[request_id] = entry
+        """start() as a coroutine: the reply, or TimeoutError / NoValidReply raised."""
+        waiter: asyncio.Future[Reply | BaseException] = asyncio.get_running_loop().create_future()
+
+        def finished(result: Reply | BaseException) -> None:
+            if not waiter.done():  # cancelled, with the reply already on its way
+                waiter.set_result(result)
+
+        request_id = self.start(tpl, addr, deadline, attempts, finished)
         try:
-            start = loop.time()
-            step = max(0.0, deadline - start) / attempts
-            for attempt in range(1, attempts + 1):
-                # Every try resends the same request-id, so a slow reply to an earlier try
-                # still answers this GET.
-                self.transport.sendto(packet, addr)
-                timer = loop.call_at(
-                    deadline if attempt == attempts else start + step * attempt,
-                    _expire,
-                    entry.waiter,
-                )
-                try:
-                    reply = await entry.waiter
-                finally:
-                    timer.cancel()
-                if reply is not None:
-                    return reply
-                entry.waiter = loop.create_future()
-            if entry.malformed:
-                raise NoValidReply(entry.malformed)
-            raise TimeoutError
+            result = await waiter
         finally:
-            del self.pending[request_id]
+            self.abandon(request_id)  # a no-op unless cancelled
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _send(self, request_id: int, entry: _Pending, loop: asyncio.AbstractEventLoop) -> None:
+        assert self.transport is not None
+        self.transport.sendto(entry.packet, entry.addr)
+        entry.sent += 1
+        last = entry.sent >= entry.attempts
+        when = entry.deadline if last else entry.first + entry.step * entry.sent
+        entry.timer = loop.call_at(when, self._expire, request_id)
+
+    def _expire(self, request_id: int) -> None:
+        entry = self.pending.get(request_id)
+        if entry is None:
+            return
+        if entry.sent < entry.attempts:
+            self._send(request_id, entry, asyncio.get_running_loop())
+        elif entry.malformed:
+            self._end(request_id, NoValidReply(entry.malformed))
+        else:
+            self._end(request_id, TimeoutError())
+
+    def _end(self, request_id: int, result: Reply | BaseException) -> None:
+        entry = self.pending.pop(request_id)
+        if entry.timer is not None:
+            entry.timer.cancel()
+        entry.finished(result)
 
     def _new_id(self) -> int:
         # Unpredictable ids make blind forgery from off-path hosts impractical.
@@ -122,11 +179,6 @@ class V2cClient(asyncio.DatagramProtocol):
             n = int.from_bytes(os.urandom(4), "big") & REQUEST_ID_MAX
             if n >= REQUEST_ID_MIN and n not in self.pending:
                 return n
-
-
-def _expire(waiter: asyncio.Future[Reply | None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class _Sockets:

@@ -221,3 +221,58 @@ async def test_many_concurrent_gets_share_one_socket(snmpd: agent.Snmpd) -> None
     assert {obs.values["oids"]["if1"] for obs, _ in results} == {1}
     assert len(sockets().clients) == 1
     assert not sockets().clients[socket.AF_INET].pending  # nothing left behind
+
+
+async def test_start_is_the_same_get_without_a_task(fake: Any) -> None:
+    _, target = await fake(
+        lambda _c, rid: [(reply(int.from_bytes(rid, "big"), rfc1902.Counter32(9)), False)]
+    )
+    cfg = config(target)
+    loop = asyncio.get_running_loop()
+    assert not snmp.start(cfg, loop.time() + 1, lambda _obs: None)  # no socket open yet
+    first, _ = await probe(cfg)  # the coroutine path opens it
+    got: asyncio.Future[Any] = loop.create_future()
+    calls: list[Any] = []
+
+    def done(obs: Any) -> None:
+        calls.append(obs)
+        got.set_result(obs)
+
+    assert snmp.start(cfg, loop.time() + 1, done)
+    assert calls == []  # done() never runs inside start()
+    obs = await asyncio.wait_for(got, 2)
+    await asyncio.sleep(0.05)
+    assert len(calls) == 1
+    assert obs.ok, obs.detail
+    assert obs.values == first.values == {"oids": {"temperature": 9}, "text": {}}
+
+
+async def test_start_ends_silence_at_the_deadline(fake: Any) -> None:
+    agent_, target = await fake(
+        lambda count, rid: (
+            [] if count > 1 else [(reply(int.from_bytes(rid, "big"), rfc1902.Integer(1)), False)]
+        )
+    )
+    cfg = config(target, snmp_retries=1)
+    await probe(cfg)
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[Any] = loop.create_future()
+    began = loop.time()
+    assert snmp.start(cfg, began + 1, got.set_result)
+    obs = await asyncio.wait_for(got, 2)
+    assert obs.failure is FailureClass.TIMEOUT
+    assert 0.95 < loop.time() - began < 1.2
+    assert agent_.requests == 3  # the probe's GET, then this one's first try and its resend
+    assert not sockets().clients[socket.AF_INET].pending
+
+
+def test_start_declines_what_needs_a_coroutine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T_V3_KEY", "passphrase-1234")
+    v3 = config(
+        "127.0.0.1:161",
+        version="3",
+        community=None,
+        v3={"user": "u", "auth_key": "${T_V3_KEY}", "priv_key": "${T_V3_KEY}"},
+    )
+    assert not snmp.start(v3, 0.0, lambda _obs: None)
+    assert not snmp.start(config("ups1.example.com"), 0.0, lambda _obs: None)
