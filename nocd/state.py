@@ -92,16 +92,25 @@ class Transition:
     at: float
 
 
-def flap_percent(history: str) -> float:
-    """Icinga's weighted percent state change: weights rise from 0.8 (oldest) to 1.2."""
+def flap_percent(history: str, window: int = 0) -> float:
+    """Icinga's weighted percent state change: weights rise from 0.8 (oldest) to 1.2.
+
+    A history shorter than `window` counts as padded to it with its oldest result, as
+    Nagios/Icinga seed the history with the initial state: one transient failure in a
+    young check is then ~10 % (not 57 % over 5 results), while a young check that keeps
+    changing still crosses the threshold.
+    """
     n = len(history)
+    size = max(n, window)
     if n < 2:
         return 0.0
+    pad = size - n  # the padding repeats the oldest result: no changes in it
+    scale = 0.4 / max(1, size - 2)
     total = 0.0
     for i in range(1, n):
         if history[i] != history[i - 1]:
-            total += 0.8 + 0.4 * (i - 1) / max(1, n - 2)
-    return 100.0 * total / (n - 1)
+            total += 0.8 + scale * (pad + i - 1)
+    return 100.0 * total / (size - 1)
 
 
 def step(
@@ -150,8 +159,8 @@ def step(
         if state.hard is not Severity.OK and s.successes >= policy.recover_after:
             s = replace(s, hard=Severity.OK, since=now, failure="none", reason="", successes=0)
             out.append(Transition(TransitionKind.UP, state.hard, Severity.OK, now))
-    pct = flap_percent(history)
-    if not state.flapping and len(history) >= min(policy.flap_window, 5) and pct > policy.flap_high:
+    pct = flap_percent(history, policy.flap_window)
+    if not state.flapping and pct > policy.flap_high:
         s = replace(s, flapping=True)
         out.append(Transition(TransitionKind.FLAP_START, s.hard, s.hard, now))
     elif state.flapping and pct < policy.flap_low:
