@@ -8,14 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ModelWrapValidatorHandler,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nocd.compact import compact
 from nocd.duration import Duration
@@ -55,13 +48,6 @@ class CheckConfig(BaseModel):
             raise ValueError("names are 1-128 characters of letters, digits, '_', '.', ':' or '-'")
         return v
 
-    @model_validator(mode="wrap")
-    @classmethod
-    def _compact(cls, data: Any, handler: ModelWrapValidatorHandler[CheckConfig]) -> CheckConfig:
-        # Inside a Config's validation: share equal values with the checks before this one
-        # and free this one's bulky dict now (nocd/compact.py, memory at 50,000 checks).
-        return compact(handler(data))
-
     @model_validator(mode="after")
     def _timing_ok(self) -> CheckConfig:
         if self.interval < 1.0:
@@ -71,6 +57,12 @@ class CheckConfig(BaseModel):
         if self.retry_interval is not None and self.retry_interval < self.timeout:
             raise ValueError("retry_interval must be at least the timeout")
         return self
+
+    @model_validator(mode="after")
+    def _compact(self) -> CheckConfig:
+        # Inside a Config's validation: share equal values with the checks before this one
+        # and free this one's bulky dict now (nocd/compact.py, memory at 50,000 checks).
+        return compact(self)
 
     @property
     def effective_retry_interval(self) -> float:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from enum import Enum
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -86,11 +87,15 @@ class Interner:
         self._pool: dict[tuple[Any, ...], Any] = {}
         # Keeps every object whose id() is part of a key alive while the pool lives.
         self._keep: list[Any] = []
+        # ids of objects known canonical (pooled, or singletons like None and enum members):
+        # most fields hold the very same default object in every check, a one-lookup case.
+        self._canon_ids: set[int] = set()
 
     def _canonical(self, key: tuple[Any, ...], value: Any) -> Any:
         found = self._pool.setdefault(key, value)
         if found is value:
             self._keep.append(value)
+            self._canon_ids.add(id(value))
         return found
 
     def value(self, v: Any) -> Any:
@@ -101,7 +106,7 @@ class Interner:
         if t is float:
             if v != v:  # NaN: one shared NaN would compare equal to itself in a dict
                 return v
-            return self._canonical((t, v.hex()), v)  # hex: 0.0 and -0.0 stay apart
+            return self._canonical((t, v) if v else (t, str(v)), v)  # 0.0 and -0.0 apart
         if t is tuple:
             items = tuple([self.value(x) for x in v])
             return self._canonical((t, *map(id, items)), items)
@@ -109,25 +114,35 @@ class Interner:
             members = frozenset([self.value(x) for x in v])
             return self._canonical((t, frozenset(map(id, members))), members)
         if t is dict:
+            if not v:
+                return self._canonical((t,), v)
             pairs = [(self.value(k), self.value(x)) for k, x in v.items()]
             key = (t, *(id(p) for kv in pairs for p in kv))  # insertion order matters
-            return self._canonical(key, dict(pairs) if pairs else {})
+            return self._canonical(key, dict(pairs))
         if isinstance(v, BaseModel) and v.model_config.get("frozen"):
             self.model(v)
             if v.__pydantic_extra__ or v.__pydantic_private__:
                 return v
             key = (t, id(v.__pydantic_fields_set__), *map(id, v.__dict__.values()))
             return self._canonical(key, v)
-        return v  # lists, enums, None, bools, anything mutable or unknown: left alone
+        if v is None or t is bool or isinstance(v, Enum):
+            self._canon_ids.add(id(v))  # alive anyway: singletons, members of their class
+        return v  # lists, anything mutable or unknown: left alone
 
     def model(self, m: M) -> M:
         """Rewrite `m` in place: split-table `__dict__`, shared fields set and values."""
         own = m.__dict__
-        values = {k: self.value(x) for k, x in own.items()}
+        values = list(own.values())
+        ids = list(map(id, values))
+        # Nearly every field holds an object already canonical (the same default in every
+        # check): find the few that are not with set operations instead of a Python loop.
+        for new in set(ids).difference(self._canon_ids):
+            pos = ids.index(new)
+            values[pos] = self.value(values[pos])
         compact = _template(type(m)).copy()
-        compact.update(values)
-        if len(compact) != len(values):  # not every field set: keep the plain dict
-            compact = values
+        compact.update(zip(own, values, strict=True))
+        if len(compact) != len(own):  # not every field set: keep a plain dict
+            compact = dict(zip(own, values, strict=True))
         object.__setattr__(m, "__dict__", compact)
         fs = m.__pydantic_fields_set__
         shared = self._canonical(("fields_set", frozenset(fs)), fs)
