@@ -89,6 +89,7 @@ class TrapReceiver:
         self.unknown = 0  # matched no rule
         self.errors = 0  # failed while handling (logged)
         self.malformed = 0  # datagrams pysnmp's decoder choked on (not its own error)
+        self.malformed_by_error: dict[str, int] = {}  # exception type → count, for diagnosis
         self.port = 0
         self._engine: Any = None
         self._receiver: Any = None
@@ -150,6 +151,8 @@ class TrapReceiver:
             return self._decode(engine, domain, address, data)
         except Exception as exc:  # noqa: BLE001 - a hostile datagram must not reach the loop
             self.malformed += 1
+            kind = type(exc).__name__
+            self.malformed_by_error[kind] = self.malformed_by_error.get(kind, 0) + 1
             if self.malformed % 1000 == 1:  # the 1st, 1001st…: a flood cannot flood the log
                 log.warning(
                     "malformed SNMP datagram dropped",
@@ -162,6 +165,7 @@ class TrapReceiver:
     def counters(self) -> dict[str, int]:
         """What was received and dropped, including pysnmp's own RFC 3418/3414 counters."""
         out = {"received": self.received, "malformed": self.malformed, "errors": self.errors}
+        out.update({f"malformed {k}": n for k, n in sorted(self.malformed_by_error.items())})
         if self._engine is None:
             return out
         builder = self._engine.get_mib_builder()
