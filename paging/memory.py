@@ -141,15 +141,22 @@ class MemoryPager:
 
     async def run(self, now: float, writable: bool, reason: str | None = None) -> int:
         """One pass: find outages (store unwritable), fire due steps, send; returns pages sent."""
+        held: set[str] = set()
         if not writable:
             self.store_error = reason
             self._discover(now)
             await self._discover_stored(now)
         elif self.outages or self._declined:
             self._settle(now)
-        self._fire(now)
+            # Writable: the store drives every escalation it has (or is writing now, or will
+            # carry over before firing); memory only goes on for groups still unrecorded.
+            current = {u.group for u in self._outages(now)} if self.outages else set()
+            held = {
+                g for g, o in self.outages.items() if o.stored_id is not None or g not in current
+            }
+        self._fire(now, held)
         sent = await self._send(now)
-        live = any(not o.recorded for o in self.outages.values())
+        live = any(not o.recorded and g not in held for g, o in self.outages.items())
         self.active.set(1 if (not writable or live) else 0)
         return sent
 
@@ -285,11 +292,11 @@ class MemoryPager:
             code = random_code(4)
         return code
 
-    def _fire(self, now: float) -> None:
+    def _fire(self, now: float, held: set[str]) -> None:
         """Fire due steps into the per-person queue (as paging.escalation.fire_due does)."""
         paging = self._pager.paging
-        for o in self.outages.values():
-            if o.adopted or o.state != "active" or o.next_fire_at > now:
+        for g, o in self.outages.items():
+            if o.adopted or o.state != "active" or o.next_fire_at > now or g in held:
                 continue
             policy = paging.escalation_policies.get(o.policy)
             if policy is None:
