@@ -235,6 +235,7 @@ async def one_daemon(n: int, seconds: float, tick: float, trace: bool = False) -
         while time.monotonic() < end:  # noqa: ASYNC110 - bounded by `end`
             await asyncio.sleep(0.5)
         rss_run = rss_mib()
+        assert d.scheduler is not None
         probes = d.scheduler.probes_started
         parts = daemon_parts(d)
         if trace:

@@ -53,6 +53,7 @@ def test_compacted_checks_equal_and_dump_like_plain_ones() -> None:
 
 def test_equal_values_are_shared_between_checks() -> None:
     a, b = Config.model_validate({"checks": _checks(2)}).checks
+    assert isinstance(a, SipOptions) and isinstance(b, SipOptions)
     assert a.labels is b.labels and a.target is b.target and a.timeout is b.timeout
     assert a.severity_by_failure is b.severity_by_failure
     assert a.__pydantic_fields_set__ is b.__pydantic_fields_set__
@@ -99,3 +100,18 @@ def test_models_stay_frozen_and_validation_errors_unchanged() -> None:
         SipOptions.model_validate(bad[0])
     assert err.value.errors()[0]["msg"] == plain.value.errors()[0]["msg"]
     assert err.value.errors()[0]["loc"][:2] == ("checks", 0)
+
+
+def test_yaml_config_is_compacted_and_lone_checks_are_left_alone() -> None:
+    from nocd.configload import load_text
+
+    text = "checks:\n" + "".join(
+        f"  - name: pbx-{i}\n    type: sip_options\n    target: sip:pbx.example.com\n"
+        "    timeout: 5s\n    labels: {team: voice}\n"
+        for i in range(2)
+    )
+    a, b = load_text(text).checks
+    assert a.labels is b.labels and a.__pydantic_fields_set__ is b.__pydantic_fields_set__
+    # Outside a Config (no pool) a model stays exactly as pydantic built it.
+    x, y = (_plain(r) for r in _checks(2))
+    assert x.labels is not y.labels and x.__pydantic_fields_set__ is not y.__pydantic_fields_set__
