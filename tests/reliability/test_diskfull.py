@@ -11,7 +11,9 @@ critical outage is paged from memory through the real Twilio client (to the fake
 per escalation step, never a storm. When the store accepts writes again, the incident and
 its ticket are written, take the code already paged, and the stored escalation carries on
 where the memory one stands: no second page for step 1, step 2 at its deadline. An ack by
-keypress while the store is unwritable is kept in memory and applied to the incident.
+keypress while the store is unwritable is kept in memory and applied to the incident. An
+escalation already stored whose next step comes due meanwhile is read from the store and
+that step sent from memory, once; on recovery the stored escalation is carried past it.
 Escalation time is a FakeClock moved by the test; probes and HTTP run for real.
 """
 
