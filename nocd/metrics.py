@@ -230,6 +230,14 @@ class Metrics:
         )
         for reason in ("maintenance", "silence", "flapping", "dependency", "inactive_hours"):
             self.suppressed.labels(reason)
+        self.unsuppressed = Counter(
+            "nocd_incidents_unsuppressed_total",
+            "Suppressed incidents still failing when the suppression ended: ticketed and paged.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("maintenance", "silence", "flapping"):
+            self.unsuppressed.labels(reason)
         self.outbox_pending = Gauge(
             "nocd_outbox_pending", "Side effects waiting for delivery.", registry=r
         )

@@ -76,6 +76,8 @@ class IncidentEngine:
         self._open: dict[str, int] = {}  # group key → open incident id
         self._clear_since: dict[str, float] = {}  # group → when its last member recovered
         self._held_flapping: set[str] = set()
+        # Open incidents opened suppressed (group → why): lifted once no longer covered.
+        self._suppressed: dict[str, str] = {}
         # Set by the daemon: a refused commit undoes the in-memory side of a transaction
         # (else a rolled-back incident id stays "open" and the retry opens nothing).
         self.store: Store | None = None
@@ -107,9 +109,11 @@ class IncidentEngine:
     async def load(self, conn: aiosqlite.Connection) -> None:
         """Restore the open incidents and silences at start-up."""
         async with conn.execute(
-            "SELECT group_key, id FROM incidents WHERE state != 'resolved'"
+            "SELECT group_key, id, suppressed FROM incidents WHERE state != 'resolved'"
         ) as cur:
-            self._open = {r[0]: r[1] for r in await cur.fetchall()}
+            rows = list(await cur.fetchall())
+        self._open = {r[0]: r[1] for r in rows}
+        self._suppressed = {r[0]: r[2] for r in rows if r[2] is not None}
         await self.load_silences(conn)
 
     async def load_silences(self, conn: aiosqlite.Connection) -> None:
@@ -154,6 +158,8 @@ class IncidentEngine:
         try:
             for g in groups:
                 await self._reconcile(conn, g, now)
+                if g in self._suppressed:  # e.g. flapping just stopped
+                    await self._lift(conn, g, now)
             await self.refresh_gauges(conn)
         except BaseException:
             # The transaction rolls back: forget in-memory changes; the pipeline retries.
@@ -164,13 +170,19 @@ class IncidentEngine:
         """Restore the open-group maps if the caller's transaction does not commit."""
         if self.store is None:
             return
-        snap = (dict(self._open), dict(self._clear_since), set(self._held_flapping))
+        snap = (
+            dict(self._open),
+            dict(self._clear_since),
+            set(self._held_flapping),
+            dict(self._suppressed),
+        )
 
         def undo() -> None:
-            self._open, self._clear_since, self._held_flapping = (
+            self._open, self._clear_since, self._held_flapping, self._suppressed = (
                 dict(snap[0]),
                 dict(snap[1]),
                 set(snap[2]),
+                dict(snap[3]),
             )
 
         self.store.on_rollback(undo)
@@ -187,13 +199,90 @@ class IncidentEngine:
         return out
 
     async def tick(self, conn: aiosqlite.Connection) -> None:
-        """Periodic work: resolves whose hold-down has elapsed."""
+        """Periodic work: resolves whose hold-down has elapsed, suppressions that ended."""
         now = self._clock.now()
         hold = self.config.incidents.resolve_hold_down
         self._guard()
         for g, since in list(self._clear_since.items()):
             if now - since >= hold:
                 await self._reconcile(conn, g, now)
+        # A maintenance window or silence that ended (or was expired) while its outage is
+        # still failing: ticket and page it now, else it is never paged at all.
+        for g in list(self._suppressed):
+            await self._lift(conn, g, now)
+
+    async def _lift(self, conn: aiosqlite.Connection, g: str, now: float) -> None:
+        """Ticket and page a suppressed open incident whose failing members are no longer covered.
+
+        Idempotent and crash-safe: the row's `suppressed` goes NULL in the same transaction as
+        the listeners' outbox rows, and only a row still suppressed is lifted. An incident that
+        recovers while suppressed is not lifted: it resolves silently, as before.
+        """
+        inc_id = self._open.get(g)
+        if inc_id is None:
+            self._suppressed.pop(g, None)
+            return
+        # Cheap first (every second for every suppressed group): all failing checks still
+        # covered or flapping means the reachable ones are too, no need to build the members.
+        states = self._pipeline.states
+        down = [
+            c
+            for c in self._groups.get(g, ())
+            if (st := states.get(c.name)) is not None and st.hard is not Severity.OK
+        ]
+        if not down or all(states[c.name].flapping for c in down):
+            return
+        if all(maintenance.covering(c, self.config, self.silences, now) for c in down):
+            return
+        reachable = [m for m in self._members(g) if m.severity is not Severity.OK]
+        reachable = [m for m in reachable if not m.unreachable]
+        if not reachable or self._suppression(reachable, now) is not None:
+            return
+        incident = await load(conn, inc_id)
+        if (
+            incident is None
+            or incident.state is IncidentState.RESOLVED
+            or incident.suppressed is None
+        ):
+            self._suppressed.pop(g, None)
+            return
+        was = incident.suppressed
+        cur = await conn.execute(
+            "UPDATE incidents SET suppressed=NULL WHERE id=? AND suppressed IS NOT NULL",
+            (inc_id,),
+        )
+        if cur.rowcount != 1:
+            return
+        self._suppressed.pop(g, None)
+        kind, _, name = was.partition(":")
+        why = "flapping stopped" if was == "flapping" else f"{kind} {name} ended"
+        # Acknowledged while suppressed: someone is on it already, a ticket but no page.
+        acked = incident.state is IncidentState.ACKNOWLEDGED
+        now_what = "ticketing (acknowledged: no page)" if acked else "ticketing and paging now"
+        text = f"suppression ended ({why}), still failing: {now_what}"
+        await add_event(conn, inc_id, now, "unsuppressed", text, {"was": was})
+        self._metrics.unsuppressed.labels(kind).inc()
+        log.warning("suppression ended, still failing", incident=incident.code, group=g, was=was)
+        memory = self.paged_from_memory(g) if self.paged_from_memory is not None else None
+        if memory is not None and memory.code != incident.code:
+            # Paged from memory while the store refused writes: the incident takes the code
+            # those pages told people to type (as when an incident opens).
+            code = await self._new_code(conn, memory.code)
+            if code == memory.code:
+                await conn.execute("UPDATE incidents SET code=? WHERE id=?", (code, inc_id))
+        await self._notify(
+            conn,
+            inc_id,
+            IncidentEvent(IncidentEventKind.OPENED, now, text=f"{incident.title} ({why})"),
+            g,
+            now,
+            pages=not acked,
+        )
+        if memory is not None and memory.acked is not None:
+            by, via, _at = memory.acked
+            lifted = await load(conn, inc_id)
+            if lifted is not None:
+                await self.acknowledge(conn, lifted, now, by, f"{via} (taken in memory)")
 
     def _members(self, g: str) -> list[MemberView]:
         states = self._pipeline.states
@@ -237,6 +326,7 @@ class IncidentEngine:
         incident = await load(conn, inc_id)
         if incident is None or incident.state is IncidentState.RESOLVED:
             self._open.pop(g, None)
+            self._suppressed.pop(g, None)
             return
         if not failing:
             if flapping:
@@ -357,6 +447,7 @@ class IncidentEngine:
             title=title,
         )
         if suppressed is not None:
+            self._suppressed[g] = suppressed
             kind = suppressed.split(":", 1)[0]
             self._metrics.suppressed.labels(kind).inc()
             await add_event(
@@ -412,6 +503,8 @@ class IncidentEngine:
     def unrecorded(self, now: float) -> list[Unrecorded]:
         """Outages in memory with no open incident: what the next flush would open.
 
+        Also a suppressed open incident whose suppression has ended: the next flush or tick
+        would lift it (ticket and page), which the store may be refusing to write.
         The memory pager uses it while the store refuses writes; the same grouping,
         severity, maintenance and silence rules apply as when the incident is written.
         """
@@ -419,7 +512,7 @@ class IncidentEngine:
         for name, st in self._pipeline.states.items():
             if st.hard is not Severity.OK:
                 g = self._group_of.get(name)
-                if g is not None and g not in self._open:
+                if g is not None and (g not in self._open or g in self._suppressed):
                     groups[g] = None
         out = []
         for g in groups:
@@ -427,6 +520,8 @@ class IncidentEngine:
             reachable = [m for m in members if m.severity is not Severity.OK and not m.unreachable]
             if not reachable:
                 continue
+            if g in self._open and self._suppression(reachable, now) is not None:
+                continue  # still suppressed: its incident exists and stays silent
             severity, cause = self._severity(members)
             site = reachable[0].check.site
             customer = self.config.sites[site].customer if site in self.config.sites else None
@@ -537,10 +632,13 @@ class IncidentEngine:
         event: IncidentEvent,
         g: str | None,
         now: float,
+        pages: bool = True,
     ) -> None:
         incident = await load(conn, inc_id)
         if incident is None or incident.suppressed is not None:
-            return  # nothing was sent for a suppressed incident, so nothing follows it
+            # Nothing was sent for a suppressed incident, so nothing follows it, until
+            # `_lift` tells them all when the suppression ends while it is still failing.
+            return
         muted = None
         if event.kind in (IncidentEventKind.SEVERITY, IncidentEventKind.MEMBERS) and g:
             checks = [c for c in self._groups.get(g, ())]
@@ -553,6 +651,8 @@ class IncidentEngine:
                 None,
             )
         for sub in self.subscribers:
+            if sub.pages and not pages:
+                continue
             if muted and sub.pages:
                 self._metrics.suppressed.labels(muted.split(":", 1)[0]).inc()
                 await add_event(
@@ -621,6 +721,7 @@ class IncidentEngine:
         self._open.pop(incident.group_key, None)
         self._clear_since.pop(incident.group_key, None)
         self._held_flapping.discard(incident.group_key)
+        self._suppressed.pop(incident.group_key, None)
         log.info("incident resolved", incident=incident.code, by=by, via=via)
         await self._notify(
             conn,
