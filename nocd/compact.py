@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
 
-_SCALARS = (str, int, bytes)
+_SCALARS = (int, bytes)
 _templates: dict[type[BaseModel], dict[str, Any]] = {}
 _current: ContextVar[Interner | None] = ContextVar("nocd_compact_pool", default=None)
 
@@ -101,6 +101,17 @@ class Interner:
     def value(self, v: Any) -> Any:
         """The canonical object equal to `v` (same type), or `v` itself when unshareable."""
         t = type(v)
+        if t is str:
+            found = self._pool.get((t, v))
+            if found is None:
+                # A fresh copy, not the parser's object: a str kept from the YAML parse
+                # pins the 1 MiB allocator arena it was born in, amid the parse's garbage
+                # (50,000 names and targets kept ~200 MiB resident after load_file).
+                found = "".join((v, "")) if v else v
+                self._pool[(t, found)] = found
+                self._keep.append(found)
+                self._canon_ids.add(id(found))
+            return found
         if t in _SCALARS:
             return self._canonical((t, v), v)
         if t is float:

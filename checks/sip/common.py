@@ -39,7 +39,9 @@ class SipCheckConfig(CheckConfig):
     @field_validator("target")
     @classmethod
     def _target(cls, v: str) -> str:
-        parse_uri(v)
+        # Uncached: the cache would keep the YAML parser's str as its key, pinning parse
+        # memory (nocd/compact.py); probes fill it with the config's own strings.
+        parse_uri.__wrapped__(v)
         return v
 
     @model_validator(mode="after")

@@ -52,8 +52,11 @@ def test_compacted_checks_equal_and_dump_like_plain_ones() -> None:
 
 
 def test_equal_values_are_shared_between_checks() -> None:
-    a, b = Config.model_validate({"checks": _checks(2)}).checks
+    raw = _checks(2)
+    a, b = Config.model_validate({"checks": raw}).checks
     assert isinstance(a, SipOptions) and isinstance(b, SipOptions)
+    # Strings are fresh copies: one kept from the input would pin the parser's memory.
+    assert a.name == raw[0]["name"] and a.name is not raw[0]["name"]
     assert a.labels is b.labels and a.target is b.target and a.timeout is b.timeout
     assert a.severity_by_failure is b.severity_by_failure
     assert a.__pydantic_fields_set__ is b.__pydantic_fields_set__
