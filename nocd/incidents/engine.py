@@ -232,7 +232,12 @@ class IncidentEngine:
         ]
         if not down or all(states[c.name].flapping for c in down):
             return
-        if all(maintenance.covering(c, self.config, self.silences, now) for c in down):
+        # What `maintenance.covering` checks, with the time tests done once, not per check.
+        active = [w.match for w in self.config.maintenance if maintenance.window_active(w, now)]
+        active += [s.match for s in self.silences if s.starts_at <= now < s.ends_at]
+        if active and all(
+            any(maintenance.matches(m, c, self.config) for m in active) for c in down
+        ):
             return
         reachable = [m for m in self._members(g) if m.severity is not Severity.OK]
         reachable = [m for m in reachable if not m.unreachable]
