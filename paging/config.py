@@ -251,6 +251,12 @@ class PagingConfig(Strict):
     rate_limits: RateLimits = RateLimits()
     redial: int = Field(0, ge=0, le=3, description="redials of a no-answer call before moving on")
     channel_fallback: bool = Field(True, description="a failed call falls back to SMS and back")
+    channel_fallback_after: Duration = Field(
+        60.0,
+        ge=1.0,
+        description="a page the provider still refuses to create (errors, timeouts) this long "
+        "after its first attempt also falls back to the other channel, once; it keeps retrying",
+    )
     speak_repeat: int = Field(2, ge=1, le=5, description="times the voice prompt is spoken")
     digest_email: DigestEmail | None = Field(None, description="also mail digests here")
 
