@@ -152,9 +152,13 @@ class StallDumper:
             stale = time.monotonic() - self._stamp
             if stale > self._limit and self._stamp != reported:
                 reported = self._stamp
-                frame = sys._current_frames().get(self._thread_id)
-                where = "".join(traceback.format_stack(frame)[-12:]) if frame else "?"
-                print(f"loop stalled {stale:.2f} s so far, at:\n{where}", file=sys.stderr)
+                # Every thread: the loop's may only be waiting for the GIL held by another.
+                for ident, frame in sys._current_frames().items():
+                    if ident == threading.get_ident():
+                        continue
+                    where = "".join(traceback.format_stack(frame)[-8:])
+                    who = "loop thread" if ident == self._thread_id else f"thread {ident}"
+                    print(f"loop stalled {stale:.2f} s; {who} at:\n{where}", file=sys.stderr)
 
     def stop(self) -> None:
         """End the watcher."""

@@ -170,10 +170,11 @@ async def test_reload_keeps_unchanged_checks_in_place(
 ) -> None:
     _, sched = running
     sched.set_checks([check("keep", 5.0), check("retime", 5.0), check("drop", 5.0)])
+    await asyncio.sleep(0.02)  # the dispatcher's next pass puts them on the heap
     before = {name: (due, gen) for due, _seq, name, gen in sched._heap}
-    await asyncio.sleep(0.02)
     # A changed timeout keeps the place too; only the interval decides the pacing.
     sched.set_checks([check("keep", 5.0, timeout=1.0), check("retime", 7.0), check("new", 5.0)])
+    await asyncio.sleep(0.02)
     live = {
         name: (due, gen)
         for due, _seq, name, gen in sched._heap
@@ -337,3 +338,21 @@ async def test_passive_and_disabled_checks_are_not_scheduled(
     sched.set_checks([disabled, check("on", 0.1, timeout=0.05)])
     await h.wait_for(lambda: len(h.results["on"]) >= 3)
     assert "off" not in h.starts
+
+
+async def test_first_runs_are_spread_from_when_dispatching_starts(harness: Harness) -> None:
+    # Start-up work after set_checks (the daemon's reload hooks, its HTTP listener) must not
+    # make the first probes late: their spread starts at the dispatcher's first pass.
+    sched = Scheduler(
+        harness.on_result, max_concurrency=100, observe_lateness=harness.lateness.append
+    )
+    names = [f"s{i}" for i in range(20)]
+    sched.set_checks([check(n, interval=0.5) for n in names])
+    await asyncio.sleep(0.3)  # busy elsewhere before the dispatcher runs
+    task = asyncio.create_task(sched.run())
+    try:
+        await harness.wait_for(lambda: all(harness.results[n] for n in names))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert max(harness.lateness) < 0.2  # not the 0.3 s of the delay
