@@ -526,6 +526,8 @@ def missed(r: dict[str, Any]) -> list[str]:
         out.append(f"loop lag p99 {r['loop_lag_ms']['p99']} ms > 50 ms")
     if not r["daemon_alive_to_the_end"] or r["daemon_exit_code"] != 0:
         out.append(f"daemon died or exited {r['daemon_exit_code']}")
+    if r["daemon_log_levels"].get("error"):
+        out.append(f"{r['daemon_log_levels']['error']} error lines in the daemon's log")
     if r["drop_ratio"] > 0 and not r["replies_dropped"]:
         out.append("the responder dropped nothing: the run proved nothing about loss")
     return out
